@@ -1,0 +1,131 @@
+"""Shared fixtures: one real local stack per test session (per xdist worker), and per-test
+isolation by fresh databases and buckets on it. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION, LocalStack
+from totes import db
+from totes.config import Settings
+
+
+@dataclass
+class Isolated:
+    """A private totesys, warehouse and pair of buckets on the shared test stack."""
+
+    settings: Settings
+    totesys_db: str
+    warehouse_db: str
+    socket_dir: str
+
+    @property
+    def totesys_dsn(self) -> str:
+        return self.settings.totesys_dsn or ""
+
+    @property
+    def warehouse_dsn(self) -> str:
+        return self.settings.warehouse_dsn or ""
+
+    def totesys(self) -> db.pg8000.native.Connection:
+        return db.connect(self.totesys_dsn)
+
+    def warehouse(self) -> db.pg8000.native.Connection:
+        return db.connect(self.warehouse_dsn)
+
+    def s3(self):
+        return self.settings.client("s3")
+
+    def env(self) -> dict[str, str]:
+        """Environment variables for subprocesses (totes, dbt) aimed at this isolation."""
+        s = self.settings
+        return {
+            **os.environ,
+            "TOTESYS_DSN": self.totesys_dsn,
+            "WAREHOUSE_DSN": self.warehouse_dsn,
+            "WAREHOUSE_HOST": self.socket_dir,
+            "WAREHOUSE_PORT": str(PG_PORT),
+            "WAREHOUSE_USER": PG_SUPERUSER,
+            "WAREHOUSE_PASSWORD": "",
+            "WAREHOUSE_DB": self.warehouse_db,
+            "INGESTION_BUCKET": s.ingestion_bucket,
+            "PROCESSED_BUCKET": s.processed_bucket,
+            "ALERT_TOPIC_ARN": s.alert_topic_arn or "",
+            "AWS_ENDPOINT_URL": s.aws_endpoint_url or "",
+        }
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """A whole local stack in a temporary TOTES_HOME, purged at the end."""
+    home = Path(tempfile.mkdtemp(prefix="totes-test-"))
+    local = LocalStack(home)
+    env = local.up()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    yield local
+    local.down(purge=True)
+    shutil.rmtree(home, ignore_errors=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def isolated(stack: LocalStack) -> Iterator[Isolated]:
+    """Fresh empty `totesys_*` and `warehouse_*` databases and buckets for one test."""
+    env = stack.env()
+    tag = uuid.uuid4().hex[:10]
+    sock = str(stack.socket_dir)
+    names = (f"totesys_{tag}", f"warehouse_{tag}")
+    admin = db.connect(f"postgresql://{PG_SUPERUSER}@/postgres?host={sock}&port={PG_PORT}")
+    for name in names:
+        admin.run(f"create database {db.quote_ident(name)}")
+    settings = Settings(
+        ingestion_bucket=f"ingestion-{tag}",
+        processed_bucket=f"processed-{tag}",
+        totesys_dsn=f"postgresql://{PG_SUPERUSER}@/{names[0]}?host={sock}&port={PG_PORT}",
+        warehouse_dsn=f"postgresql://{PG_SUPERUSER}@/{names[1]}?host={sock}&port={PG_PORT}",
+        alert_topic_arn=env["ALERT_TOPIC_ARN"],
+        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
+        region=REGION,
+    )
+    s3 = settings.client("s3")
+    for bucket in (settings.ingestion_bucket, settings.processed_bucket):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    yield Isolated(settings, names[0], names[1], sock)
+    for name in names:
+        admin.run(f"drop database if exists {db.quote_ident(name)} with (force)")
+    admin.close()
+
+
+@pytest.fixture
+def aws_endpoint(stack: LocalStack) -> str:
+    return stack.env()["AWS_ENDPOINT_URL"]
+
+
+@pytest.fixture
+def sns_queue(stack: LocalStack, isolated: Isolated) -> Iterator[tuple[str, str]]:
+    """A fresh SNS topic with an SQS queue subscribed: (topic_arn, queue_url), to read alerts."""
+    endpoint = stack.env()["AWS_ENDPOINT_URL"]
+    tag = uuid.uuid4().hex[:8]
+    sns = boto3.client("sns", region_name=REGION, endpoint_url=endpoint)
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
+    topic = sns.create_topic(Name=f"alerts-{tag}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"alerts-{tag}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    yield topic, queue_url

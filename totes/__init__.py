@@ -1,0 +1,1 @@
+"""Terrific Totes data platform: the `totes` command and the runtime shared by the Lambdas."""
