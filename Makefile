@@ -6,16 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# A separate stack for `make test`'s warehouse checks, so it never touches the demo's data.
-TEST_HOME := $(CURDIR)/.totes/ci
-DBT := cd dbt_warehouse && ../$(BIN)/dbt
+TOTES := $(BIN)/totes
+# `make test` checks the warehouse on a stack of its own, never the demo's data.
+CHECK_HOME := $(CURDIR)/.totes/check
+DBT_FLAGS := --project-dir dbt_warehouse --profiles-dir dbt_warehouse
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test pytest dbt-check lint fmt synth deploy docs report bench clean
+.PHONY: help install demo test lint pytest warehouse-check fmt bench docs report synth deploy \
+	lambda-deps clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -27,27 +29,50 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create or refresh .venv from pyproject.toml + constraints.txt
 
-demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report
-	$(BIN)/totes up
-	$(BIN)/totes seed --scale 1 --seed 42 --if-empty
-	$(BIN)/totes status
+demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (idempotent)
+	$(TOTES) up
+	$(TOTES) seed --scale 1 --seed 42 --if-empty
+	$(TOTES) run
+	$(TOTES) report
+	$(TOTES) status
 
-test: $(STAMP) lint pytest ## every check CI runs
-	@echo "make test: all checks passed"
-
-pytest: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+test: $(STAMP) lint pytest warehouse-check ## everything CI runs
+	@echo "make test: every check passed"
 
 lint: $(STAMP) ## ruff (Python)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-fmt: $(STAMP) ## format Python
+pytest: $(STAMP) ## the pytest suites (real PostgreSQL, real moto server, CDK assertions, cfn-lint)
+	bash tests/support/ensure_chromium.sh || echo "chromium unavailable: browser tests will say so"
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# dbt build on a seeded, loaded warehouse of its own, then sqlfluff (its dbt templater connects).
+warehouse-check: $(STAMP) ## dbt build + source freshness + sqlfluff against a local warehouse
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) seed --scale 0.2 --seed 7 --if-empty
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) run
+	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
+		$(BIN)/dbt build $(DBT_FLAGS) && \
+		$(BIN)/dbt source freshness $(DBT_FLAGS) && \
+		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) down --purge
+
+fmt: $(STAMP) ## format Python and SQL
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: $(STAMP) ## extract and load benchmarks at --scale 100 (prints figures; minutes)
+	$(TOTES) up
+	set -a && eval "$$($(TOTES) env)" && set +a && \
+		$(BIN)/python tests/benchmarks/bench_extract.py && \
+		$(BIN)/python tests/benchmarks/bench_load.py
+
+report: $(STAMP) ## the business dashboard from the current marts
+	$(TOTES) report
+
 clean: ## stop the stacks and delete every generated file
-	-@test -x $(BIN)/totes && $(BIN)/totes down --purge
-	-@test -x $(BIN)/totes && TOTES_HOME=$(TEST_HOME) $(BIN)/totes down --purge
+	-@test -x $(TOTES) && $(TOTES) down --purge
+	-@test -x $(TOTES) && TOTES_HOME=$(CHECK_HOME) $(TOTES) down --purge
 	rm -rf $(VENV) .totes .pytest_cache .ruff_cache dbt_warehouse/target dbt_warehouse/logs \
 		infra/aws/cdk.out reports *.egg-info

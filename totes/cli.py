@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -43,11 +42,6 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stack_status(args: argparse.Namespace) -> int:
-    print(json.dumps(_stack().status(), indent=2))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,9 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--purge", action="store_true", help="also delete the stack's data")
     down.set_defaults(func=cmd_down)
     sub.add_parser("env", help="print export lines for the local stack").set_defaults(func=cmd_env)
-    sub.add_parser("status", help="watermarks, runs, row counts, lag").set_defaults(
-        func=cmd_stack_status
-    )
     for register in _extensions():
         register(sub)
     return parser

@@ -34,7 +34,7 @@ class Settings:
         env = os.environ if environ is None else environ
         bucket = env.get("INGESTION_BUCKET", "")
         if not bucket:
-            raise ConfigError("INGESTION_BUCKET is not set (locally: eval \"$(totes env)\")")
+            raise ConfigError('INGESTION_BUCKET is not set (locally: eval "$(totes env)")')
         return cls(
             ingestion_bucket=bucket,
             processed_bucket=env.get("PROCESSED_BUCKET", ""),

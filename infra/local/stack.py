@@ -169,8 +169,11 @@ class LocalStack:
     def _pg(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(PG_BIN / args[0]), *args[1:]]
         try:
+            account = self._run_as()
+            # As root, drop user AND groups: root's group would otherwise apply its own bits.
+            drop = {"user": account, "group": account, "extra_groups": []} if account else {}
             return subprocess.run(  # noqa: S603 - fixed binaries, no shell
-                cmd, check=check, capture_output=True, text=True, user=self._run_as(), timeout=120
+                cmd, check=check, capture_output=True, text=True, timeout=120, **drop
             )
         except subprocess.CalledProcessError as err:
             raise StackError(f"{args[0]} failed: {err.stderr.strip() or err.stdout.strip()}") from None
@@ -183,16 +186,14 @@ class LocalStack:
             pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
             subprocess.run(  # noqa: S603
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 PG_SYSTEM_USER], check=True, capture_output=True,
+                ["useradd", "--system", "--user-group", "--no-create-home",
+                 "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True, capture_output=True,
             )
         account = pwd.getpwnam(PG_SYSTEM_USER)
         for folder in (self.pgdata.parent, self.pgdata, self.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
             os.chown(folder, account.pw_uid, account.pw_gid)
-        for path in (*self.pgdata.parents, *self.socket_dir.parents, *PG_BIN.parents):
-            if path == Path("/"):
-                break
+        for path in {*self.pgdata.parents, *self.socket_dir.parents, *PG_BIN.parents}:
             mode = path.stat().st_mode
             if mode & 0o005 != 0o005:
                 path.chmod(mode | 0o005)  # let the postgres account traverse to its folders

@@ -1,0 +1,12 @@
+-- One row per distinct version (counterparty_id, last_updated) of counterparty; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['counterparty_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__counterparty'), 'counterparty_id') }}

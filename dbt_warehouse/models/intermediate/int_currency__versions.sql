@@ -1,0 +1,12 @@
+-- One row per distinct version (currency_id, last_updated) of currency; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['currency_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__currency'), 'currency_id') }}

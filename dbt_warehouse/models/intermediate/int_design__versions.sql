@@ -1,0 +1,12 @@
+-- One row per distinct version (design_id, last_updated) of design; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['design_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__design'), 'design_id') }}

@@ -1,0 +1,12 @@
+-- One row per distinct version (payment_id, last_updated) of payment; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['payment_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__payment'), 'payment_id') }}

@@ -1,0 +1,12 @@
+-- One row per distinct version (purchase_order_id, last_updated) of purchase_order; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['purchase_order_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__purchase_order'), 'purchase_order_id') }}

@@ -1,0 +1,12 @@
+-- One row per distinct version (sales_order_id, last_updated) of sales_order; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['sales_order_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__sales_order'), 'sales_order_id') }}

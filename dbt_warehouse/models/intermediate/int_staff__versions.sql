@@ -1,0 +1,12 @@
+-- One row per distinct version (staff_id, last_updated) of staff; see macro dedupe_versions.
+{{
+    config(
+        indexes=[
+            {'columns': ['staff_id', 'last_updated'], 'unique': true},
+            {'columns': ['version_id'], 'unique': true},
+            {'columns': ['_manifest_seq']},
+        ]
+    )
+}}
+
+{{ dedupe_versions(ref('stg_totesys__staff'), 'staff_id') }}

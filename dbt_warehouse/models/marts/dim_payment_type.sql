@@ -1,0 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='payment_type_id',
+        on_schema_change='fail',
+        full_refresh=false
+    )
+}}
+
+with latest_payment_type as (
+    {{ latest_versions(ref('int_payment_type__versions'), 'payment_type_id') }}
+)
+
+select
+    latest_payment_type.payment_type_id,
+    latest_payment_type.payment_type_name
+from latest_payment_type

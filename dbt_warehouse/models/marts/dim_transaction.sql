@@ -1,0 +1,20 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='transaction_id',
+        on_schema_change='fail',
+        full_refresh=false
+    )
+}}
+
+with latest_transaction as (
+    {{ latest_versions(ref('int_transaction__versions'), 'transaction_id') }}
+)
+
+select
+    latest_transaction.transaction_id,
+    latest_transaction.transaction_type,
+    latest_transaction.sales_order_id,
+    latest_transaction.purchase_order_id
+from latest_transaction

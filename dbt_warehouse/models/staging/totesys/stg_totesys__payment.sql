@@ -1,0 +1,30 @@
+with source as (
+    select * from {{ source('totesys', 'payment') }}
+),
+
+renamed as (
+    select
+        payment_id::integer as payment_id,
+        created_at,
+        created_at::date as created_date,
+        created_at::time as created_time,
+        last_updated,
+        last_updated::date as last_updated_date,
+        last_updated::time as last_updated_time,
+        transaction_id::integer as transaction_id,
+        counterparty_id::integer as counterparty_id,
+        payment_amount::numeric(10, 2) as payment_amount,
+        currency_id::integer as currency_id,
+        payment_type_id::integer as payment_type_id,
+        paid::boolean as paid,
+        {{ iso_date('payment_date') }} as payment_date,
+        company_ac_number::integer as company_ac_number,
+        counterparty_ac_number::integer as counterparty_ac_number,
+        _manifest_seq,
+        _run_id,
+        _source_file,
+        _loaded_at
+    from source
+)
+
+select * from renamed

@@ -1,0 +1,19 @@
+with source as (
+    select * from {{ source('totesys', 'payment_type') }}
+),
+
+renamed as (
+    select
+        payment_type_id::integer as payment_type_id,
+        -- the enum label, kept as it is (SALES_RECEIPT ...)
+        payment_type_name::varchar as payment_type_name,
+        created_at,
+        last_updated,
+        _manifest_seq,
+        _run_id,
+        _source_file,
+        _loaded_at
+    from source
+)
+
+select * from renamed

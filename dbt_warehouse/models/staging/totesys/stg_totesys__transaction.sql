@@ -1,0 +1,21 @@
+with source as (
+    select * from {{ source('totesys', 'transaction') }}
+),
+
+renamed as (
+    select
+        transaction_id::integer as transaction_id,
+        -- the enum label, kept as it is (SALE, PURCHASE)
+        transaction_type::varchar as transaction_type,
+        sales_order_id::integer as sales_order_id,
+        purchase_order_id::integer as purchase_order_id,
+        created_at,
+        last_updated,
+        _manifest_seq,
+        _run_id,
+        _source_file,
+        _loaded_at
+    from source
+)
+
+select * from renamed

@@ -1,0 +1,13 @@
+{#- Every non-null value of `column_name` exists as `field` in `to` (a relationships test that
+    names the missing members). Used with severity warn where a missing joined member must not
+    stop facts from loading (spec: the gap is caught by tests, not by losing rows). -#}
+{% test has_members_in(model, column_name, to, field) %}
+    select distinct child.{{ column_name }} as missing_member
+    from {{ model }} as child
+    where
+        child.{{ column_name }} is not null
+        and not exists (
+            select 1 from {{ to }} as parent
+            where parent.{{ field }} = child.{{ column_name }}
+        )
+{% endtest %}

@@ -1,0 +1,1 @@
+"""The AWS deployment of the pipeline: one CDK app (see infra/README.md)."""

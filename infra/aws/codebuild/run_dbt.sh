@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The dbt step of the pipeline, one phase per call; the CodeBuild buildspec calls it and so can
+# anyone with the local stack running:
+#
+#   eval "$(totes env)" && bash infra/aws/codebuild/run_dbt.sh all
+#
+# Phases: install | debug | build | freshness | docs | publish-docs | all (= debug..publish-docs)
+#
+# Configuration, environment only:
+#   WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB   (dbt profile)
+#   PROCESSED_BUCKET        publish-docs uploads the docs site to s3://$PROCESSED_BUCKET/docs/
+#   AWS_ENDPOINT_URL        optional: S3/CloudWatch endpoint (the local stack's moto server)
+#   DBT_TARGET              optional: profile target
+#   DBT_FULL_REFRESH=1      optional: dbt build --full-refresh
+#   DOCS_PREFIX             optional: default docs/
+#   TOTES_STAGE             dimension of the FreshnessLagSeconds metric (default local)
+#   TOTES_PUBLISH_METRICS=0 optional: do not publish FreshnessLagSeconds
+#   DBT, PYTHON             optional: executables (default: the repo's .venv if present, else PATH)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+cd "$ROOT"
+
+pick() { # pick <name>: the repo's .venv executable when there is one, else the one on PATH
+    if [[ -x "$ROOT/.venv/bin/$1" ]]; then echo "$ROOT/.venv/bin/$1"; else echo "$1"; fi
+}
+DBT="${DBT:-$(pick dbt)}"
+PYTHON="${PYTHON:-$(pick python)}"
+PROJECT_DIR="${DBT_PROJECT_DIR:-dbt_warehouse}"
+PROFILES_DIR="${DBT_PROFILES_DIR:-dbt_warehouse}"
+TARGET_DIR="$PROJECT_DIR/target"
+DOCS_PREFIX="${DOCS_PREFIX:-docs/}"
+
+log() { # log <level> <message>: one JSON line, like the Lambdas' logs
+    "$PYTHON" -c 'import json, sys, datetime as d; print(json.dumps({"ts": d.datetime.now(d.UTC).isoformat(timespec="milliseconds"), "level": sys.argv[1], "logger": "run_dbt", "message": sys.argv[2], "execution_id": sys.argv[3]}))' \
+        "$1" "$2" "${EXECUTION_ID:-}" 2>/dev/null || echo "$1 run_dbt: $2"
+}
+
+require() {
+    local missing=()
+    for name in "$@"; do [[ -n "${!name+x}" ]] || missing+=("$name"); done
+    if ((${#missing[@]})); then
+        log ERROR "missing environment: ${missing[*]} (locally: eval \"\$(totes env)\")"
+        exit 2
+    fi
+}
+
+dbt_cmd() {
+    local args=("$@" --project-dir "$PROJECT_DIR" --profiles-dir "$PROFILES_DIR")
+    [[ -n "${DBT_TARGET:-}" ]] && args+=(--target "$DBT_TARGET")
+    log INFO "dbt ${*}"
+    "$DBT" "${args[@]}"
+}
+
+phase_install() {
+    "$PYTHON" -m pip install --quiet --upgrade pip
+    "$PYTHON" -m pip install --quiet -c constraints.txt dbt-core dbt-postgres boto3
+    "$DBT" --version
+}
+
+phase_debug() {
+    require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
+    dbt_cmd debug
+}
+
+phase_build() {
+    require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
+    if [[ -f "$PROJECT_DIR/packages.yml" || -f "$PROJECT_DIR/dependencies.yml" ]]; then
+        dbt_cmd deps
+    fi
+    if [[ "${DBT_FULL_REFRESH:-0}" == 1 ]]; then
+        dbt_cmd build --full-refresh
+    else
+        dbt_cmd build
+    fi
+}
+
+# dbt source freshness warns at 15 minutes and errors at 30 (a failed build, so an alert).
+# Whatever the outcome, the worst lag goes to CloudWatch as Totes/Pipeline FreshnessLagSeconds.
+phase_freshness() {
+    require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
+    rm -f "$TARGET_DIR/sources.json"
+    local rc=0
+    dbt_cmd source freshness || rc=$?
+    if [[ "${TOTES_PUBLISH_METRICS:-1}" != 0 ]]; then
+        publish_freshness_metric || log WARNING "could not publish FreshnessLagSeconds"
+    fi
+    return "$rc"
+}
+
+publish_freshness_metric() {
+    SOURCES_JSON="$TARGET_DIR/sources.json" "$PYTHON" - <<'PY'
+import json, os, pathlib, sys
+
+import boto3
+
+path = pathlib.Path(os.environ["SOURCES_JSON"])
+if not path.exists():
+    sys.exit("no sources.json: freshness did not run")
+results = json.loads(path.read_text()).get("results", [])
+lags = [r["max_loaded_at_time_ago_in_s"] for r in results if r.get("max_loaded_at_time_ago_in_s") is not None]
+if not lags:
+    sys.exit("sources.json has no freshness results")
+cloudwatch = boto3.client("cloudwatch", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+cloudwatch.put_metric_data(
+    Namespace="Totes/Pipeline",
+    MetricData=[{
+        "MetricName": "FreshnessLagSeconds",
+        "Dimensions": [{"Name": "Stage", "Value": os.environ.get("TOTES_STAGE", "local")}],
+        "Value": max(lags),
+        "Unit": "Seconds",
+    }],
+)
+print(json.dumps({"level": "INFO", "logger": "run_dbt", "message": "freshness published",
+                  "freshness_lag_s": max(lags), "sources": len(lags)}))
+PY
+}
+
+phase_docs() {
+    require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
+    dbt_cmd docs generate --static
+}
+
+phase_publish_docs() {
+    require PROCESSED_BUCKET
+    TARGET_DIR="$TARGET_DIR" DOCS_PREFIX="$DOCS_PREFIX" "$PYTHON" - <<'PY'
+import json, os, pathlib, sys
+
+import boto3
+
+target = pathlib.Path(os.environ["TARGET_DIR"])
+bucket, prefix = os.environ["PROCESSED_BUCKET"], os.environ["DOCS_PREFIX"]
+files = {
+    "index.html": "text/html; charset=utf-8",
+    "static_index.html": "text/html; charset=utf-8",
+    "manifest.json": "application/json",
+    "catalog.json": "application/json",
+}
+missing = [name for name in ("index.html", "manifest.json", "catalog.json") if not (target / name).exists()]
+if missing:
+    sys.exit(f"dbt docs are missing {missing} in {target}: run the docs phase first")
+s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+uploaded = 0
+for name, content_type in files.items():
+    path = target / name
+    if path.exists():
+        s3.upload_file(str(path), bucket, prefix + name, ExtraArgs={"ContentType": content_type})
+        uploaded += 1
+print(json.dumps({"level": "INFO", "logger": "run_dbt", "message": "docs published",
+                  "bucket": bucket, "prefix": prefix, "files": uploaded}))
+PY
+}
+
+on_exit() {
+    local rc=$?
+    if ((rc)); then log ERROR "phase ${PHASE} failed (exit ${rc})"; fi
+    return "$rc"
+}
+
+main() {
+    local phase="${1:-}"
+    PHASE="$phase"
+    trap on_exit EXIT
+    case "$phase" in
+        install) phase_install ;;
+        debug) phase_debug ;;
+        build) phase_build ;;
+        freshness) phase_freshness ;;
+        docs) phase_docs ;;
+        publish-docs) phase_publish_docs ;;
+        all)
+            phase_debug
+            phase_build
+            phase_freshness
+            phase_docs
+            phase_publish_docs
+            ;;
+        *)
+            echo "usage: $0 install|debug|build|freshness|docs|publish-docs|all" >&2
+            exit 2
+            ;;
+    esac
+    log INFO "phase ${phase} done"
+}
+
+main "$@"

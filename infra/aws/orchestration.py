@@ -1,0 +1,215 @@
+"""Orchestration: extract → load → dbt (CodeBuild) → publish, every few minutes.
+
+Each task retries transient errors with backoff and catches everything else: the catch records
+which step failed, publishes an alert (execution, step, error, cause) to the SNS topic, and ends
+the execution in a Fail state (so ExecutionsFailed counts it too). A cycle whose extract or load
+is throttled because another cycle holds that Lambda's single reserved slot ends as "skipped":
+the running cycle and the next one cover the same rows (the steps are idempotent).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+LAMBDA_TRANSIENT = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+]
+THROTTLED = "Lambda.TooManyRequestsException"
+CODEBUILD_TRANSIENT = ["CodeBuild.AccountLimitExceededException", "CodeBuild.ThrottlingException"]
+CYCLE_TIMEOUT = Duration.minutes(25)
+
+
+class Orchestration(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        extract: lambda_.IFunction,
+        load: lambda_.IFunction,
+        publish: lambda_.IFunction,
+        dbt_project: codebuild.IProject,
+        topic: sns.ITopic,
+        schedule_minutes: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        failed = sfn.Fail(
+            self,
+            "Cycle failed",
+            error_path="$.error.Error",
+            cause_path="$.error.Cause",
+        )
+        notify = tasks.SnsPublish(
+            self,
+            "Alert",
+            topic=topic,
+            subject=sfn.JsonPath.format(
+                "totes pipeline failed at {} ({})",
+                sfn.JsonPath.string_at("$.failed_step"),
+                sfn.JsonPath.string_at("$$.Execution.Name"),
+            ),
+            message=sfn.TaskInput.from_object(
+                {
+                    "alert": "totes-cycle-failed",
+                    "stage": stage,
+                    "execution_id": sfn.JsonPath.execution_id,
+                    "failed_step": sfn.JsonPath.string_at("$.failed_step"),
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                    "summary": sfn.JsonPath.format(
+                        "Step {} of execution {} failed: {}",
+                        sfn.JsonPath.string_at("$.failed_step"),
+                        sfn.JsonPath.execution_id,
+                        sfn.JsonPath.string_at("$.error.Error"),
+                    ),
+                    "started_at": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(
+            errors=[
+                "SNS.SdkClientException",
+                "SNS.InternalErrorException",
+                "SNS.ThrottledException",
+            ],
+            interval=Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2,
+        )
+        # If even the alert cannot be sent, the execution still fails (and its alarm fires).
+        notify.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.alert_error")
+        notify.next(failed)
+
+        skipped = sfn.Succeed(
+            self,
+            "Skipped: another cycle is running",
+            comment="A throttled extract/load: the running cycle holds the single slot.",
+        )
+
+        extract_step = self._lambda_step("Extract", extract, Duration.minutes(10), "$.extract")
+        load_step = self._lambda_step("Load", load, Duration.minutes(15), "$.load")
+        dbt_step = tasks.CodeBuildStartBuild(
+            self,
+            "dbt build",
+            project=dbt_project,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            environment_variables_override={
+                "EXECUTION_ID": codebuild.BuildEnvironmentVariable(value=sfn.JsonPath.execution_id),
+            },
+            result_selector={
+                "build_id": sfn.JsonPath.string_at("$.Build.Id"),
+                "status": sfn.JsonPath.string_at("$.Build.BuildStatus"),
+            },
+            result_path="$.dbt",
+            task_timeout=sfn.Timeout.duration(Duration.minutes(22)),
+        )
+        dbt_step.add_retry(
+            errors=CODEBUILD_TRANSIENT,
+            interval=Duration.seconds(30),
+            max_attempts=4,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        dbt_step.add_retry(
+            errors=[sfn.Errors.TIMEOUT], interval=Duration.seconds(30), max_attempts=1
+        )
+        publish_step = self._lambda_step("Publish", publish, Duration.minutes(10), "$.publish")
+
+        for step in (extract_step, load_step):
+            step.add_catch(skipped, errors=[THROTTLED], result_path="$.error")
+        for step in (extract_step, load_step, dbt_step, publish_step):
+            record = sfn.Pass(
+                self,
+                f"{step.node.id} failed",
+                result=sfn.Result.from_string(step.node.id),
+                result_path="$.failed_step",
+            )
+            record.next(notify)
+            step.add_catch(record, errors=[sfn.Errors.ALL], result_path="$.error")
+
+        definition = (
+            extract_step.next(load_step)
+            .next(dbt_step)
+            .next(publish_step)
+            .next(sfn.Succeed(self, "Cycle complete"))
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            log_group_name=f"/totes/{stage}/states/pipeline",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "Pipeline",
+            state_machine_name=f"totes-{stage}-pipeline",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=CYCLE_TIMEOUT,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group,
+                level=sfn.LogLevel.ALL,
+                include_execution_data=True,
+            ),
+        )
+
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description=f"Start a pipeline cycle every {schedule_minutes} minute(s).",
+            schedule=events.Schedule.rate(Duration.minutes(schedule_minutes)),
+            targets=[
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    input=events.RuleTargetInput.from_object({"trigger": "schedule"}),
+                    retry_attempts=2,
+                    max_event_age=Duration.minutes(schedule_minutes),
+                )
+            ],
+        )
+
+    def _lambda_step(
+        self, name: str, function: lambda_.IFunction, timeout: Duration, result_path: str
+    ) -> tasks.LambdaInvoke:
+        """Invoke with the state as the event; keep the function's result under result_path."""
+        step = tasks.LambdaInvoke(
+            self,
+            name,
+            lambda_function=function,
+            retry_on_service_exceptions=False,
+            result_selector={"result": sfn.JsonPath.object_at("$.Payload")},
+            result_path=result_path,
+            # A little longer than the function's own timeout: States.Timeout means a lost call.
+            task_timeout=sfn.Timeout.duration(timeout.plus(Duration.minutes(1))),
+        )
+        step.add_retry(
+            errors=LAMBDA_TRANSIENT,
+            interval=Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        step.add_retry(
+            errors=[THROTTLED], interval=Duration.seconds(10), max_attempts=3, backoff_rate=2
+        )
+        step.add_retry(errors=[sfn.Errors.TIMEOUT], interval=Duration.seconds(30), max_attempts=1)
+        return step

@@ -1,0 +1,98 @@
+"""Discover the business tables of the source from the Postgres catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from ingest.arrow_types import UnsupportedTypeError, arrow_type
+
+# Prisma's bookkeeping table: not business data, never extracted.
+EXCLUDED_TABLES = frozenset({"_prisma_migrations"})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: str  # format_type(), with typmod: "numeric(10,2)", "timestamp(3) without time zone"
+    base_type: str  # pg_type.typname after resolving domains: "numeric", "timestamp", "text"
+    nullable: bool
+    arrow_type: pa.DataType
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's column entry (docs/CONTRACTS.md)."""
+        return {
+            "name": self.name,
+            "pg_type": self.pg_type,
+            "arrow_type": str(self.arrow_type),
+            "nullable": self.nullable,
+        }
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
+        )
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+def discover_tables(conn: Any, schema: str = "public") -> list[Table]:
+    """Every ordinary or partitioned table in `schema` except the excluded ones, by name, with
+    columns in their physical order."""
+    rows = conn.run(_COLUMNS_SQL, schema=schema)
+    keys = {name: tuple(pk or ()) for name, pk in conn.run(_PRIMARY_KEYS_SQL, schema=schema)}
+    tables: dict[str, list[Column]] = {}
+    for table, name, pg_type, base_type, typmod, is_enum, not_null in rows:
+        if table in EXCLUDED_TABLES:
+            continue
+        try:
+            arrow = arrow_type(base_type, typmod, is_enum=is_enum)
+        except UnsupportedTypeError as err:
+            raise UnsupportedTypeError(f"{schema}.{table}.{name}: {err}") from None
+        tables.setdefault(table, []).append(Column(name, pg_type, base_type, not not_null, arrow))
+    return [
+        Table(schema, name, tuple(columns), keys.get(name, ()))
+        for name, columns in sorted(tables.items())
+    ]
+
+
+# Domains are resolved to their base type (and the domain's typmod) so a domain over
+# numeric(10,2) maps like numeric(10,2).
+_COLUMNS_SQL = """
+select c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       bt.typname,
+       case when t.typtype = 'd' then t.typtypmod else a.atttypmod end,
+       bt.typtype = 'e',
+       a.attnotnull
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+join pg_catalog.pg_type t on t.oid = a.atttypid
+join pg_catalog.pg_type bt on bt.oid = case when t.typtype = 'd' then t.typbasetype else t.oid end
+where n.nspname = :schema and c.relkind in ('r', 'p') and not c.relispartition
+order by c.relname, a.attnum
+"""
+
+_PRIMARY_KEYS_SQL = """
+select c.relname,
+       array(select a.attname
+             from unnest(i.indkey) with ordinality as k(attnum, pos)
+             join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+             order by k.pos)::text[]
+from pg_catalog.pg_index i
+join pg_catalog.pg_class c on c.oid = i.indrelid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = :schema and i.indisprimary
+"""

@@ -1,0 +1,282 @@
+"""One extract run: every business table's changed rows → Parquet, committed by a manifest.
+
+`run_extract` is the plain function behind the Lambda handler, `totes extract` and the tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest import manifest as manifests
+from ingest import metrics
+from ingest.catalog import Table, discover_tables
+from ingest.parquet_parts import ROWS_PER_FILE, PartFile, part_key, write_parts
+from ingest.stream import Slice, stream_batches
+from ingest.watermark import (
+    Horizon,
+    begin_snapshot,
+    export_snapshot,
+    read_horizon,
+    table_low,
+)
+from totes.config import Settings
+from totes.db import qualified, quote_ident
+from totes.logs import new_run_id, run_logger
+
+SOURCE = "totesys"
+_INTEGER_TYPES = ("int2", "int4", "int8")
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Tuning and safety knobs; defaults suit the real database."""
+
+    safety_lag_s: float = 300.0  # used only when other sessions' xact_start is not visible
+    overlap_s: float = 0.0  # re-read before the committed watermark (skewed writer clocks)
+    margin_s: float = 1.0  # between reading the horizon and a writer reporting its start
+    workers: int = 2  # parallel key-range streams for a large table
+    parallel_min_rows: int = 200_000  # key span below which one stream is enough
+    rows_per_file: int = ROWS_PER_FILE
+    schema: str = "public"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ExtractOptions:
+        """`EXTRACT_SAFETY_LAG_S`, `EXTRACT_OVERLAP_S`, `EXTRACT_WORKERS`: read at the edges
+        (handler, CLI), never below them."""
+        base = cls()
+        return cls(
+            safety_lag_s=float(environ.get("EXTRACT_SAFETY_LAG_S", base.safety_lag_s)),
+            overlap_s=float(environ.get("EXTRACT_OVERLAP_S", base.overlap_s)),
+            workers=int(environ.get("EXTRACT_WORKERS", base.workers)),
+        )
+
+
+@dataclass(frozen=True)
+class TableResult:
+    table: str
+    rows: int
+    files: int
+    bytes: int
+    low: str | None
+    high: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    run_id: str
+    seq: int
+    committed: bool  # False: another run committed this seq first; nothing of ours is read
+    tables: list[TableResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    watermark_method: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": self.rows}
+
+
+def run_extract(
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    options: ExtractOptions | None = None,
+    s3: Any = None,
+    cloudwatch: Any = None,
+    after_files: Callable[[], None] | None = None,
+) -> ExtractResult:
+    """Extract every table's rows changed since its committed watermark and commit the run.
+
+    Returns committed=False (after logging it) when a concurrent run won this seq. Raises on
+    any failure after logging an ERROR line; nothing is committed then, so the next run
+    re-covers the same range. `after_files` runs between the data files and the manifest
+    (a fault-injection point for tests)."""
+    run_id = run_id or new_run_id()
+    options = options or ExtractOptions()
+    log = run_logger("ingest.extract", run_id)
+    started = time.perf_counter()
+    try:
+        s3 = s3 or settings.client("s3")
+        result, lag_s = _extract(settings, run_id, options, s3, after_files, log, started)
+    except Exception as err:
+        log.error(
+            "extract failed",
+            error=f"{type(err).__name__}: {err}",
+            duration_s=round(time.perf_counter() - started, 3),
+        )
+        raise
+    if result.committed:
+        rows = {t.table: t.rows for t in result.tables}
+        metrics.publish(cloudwatch or settings.client("cloudwatch"), rows, lag_s, log)
+    return result
+
+
+def _extract(
+    settings: Settings,
+    run_id: str,
+    options: ExtractOptions,
+    s3: Any,
+    after_files: Callable[[], None] | None,
+    log: Any,
+    started: float,
+) -> tuple[ExtractResult, float]:
+    latest = manifests.latest_manifest(s3, settings.ingestion_bucket)
+    seq = (latest["seq"] if latest else 0) + 1
+    conn = settings.totesys_connection(application_name="totes-extract", timeout=None)
+    try:
+        horizon = read_horizon(conn, safety_lag_s=options.safety_lag_s, margin_s=options.margin_s)
+        if horizon.method == "safety_lag":
+            log.warning(
+                "cannot see other sessions' transactions (needs pg_read_all_stats):"
+                " using the safety lag",
+                safety_lag_s=options.safety_lag_s,
+            )
+        begin_snapshot(conn)
+        tables = discover_tables(conn, options.schema)
+        snapshot_id = export_snapshot(conn)
+        run = _Run(settings, run_id, options, s3, conn, snapshot_id, datetime.now(UTC), log)
+        entries, results = [], []
+        for table in tables:
+            entry, table_result = run.table(table, latest, horizon)
+            entries.append(entry)
+            results.append(table_result)
+        conn.run("rollback")  # read only: nothing to commit; ends the exported snapshot
+    finally:
+        conn.close()
+    if after_files is not None:
+        after_files()
+    committed = manifests.commit_manifest(
+        s3, settings.ingestion_bucket, manifests.build_manifest(seq, run_id, entries)
+    )
+    duration = round(time.perf_counter() - started, 3)
+    result = ExtractResult(run_id, seq, committed, results, duration, horizon.method)
+    if committed:
+        log.info(
+            "extract committed",
+            seq=seq,
+            rows=result.rows,
+            bytes=sum(t.bytes for t in results),
+            duration_s=duration,
+            watermark=horizon.high,
+            lag_s=horizon.lag_s,
+        )
+    else:
+        log.warning(
+            "extract lost the race: another run committed this seq; nothing committed",
+            seq=seq,
+            manifest=manifests.manifest_key(seq),
+        )
+    return result, horizon.lag_s
+
+
+@dataclass
+class _Run:
+    """What one run's tables share: the snapshot, the clients, the part numbering."""
+
+    settings: Settings
+    run_id: str
+    options: ExtractOptions
+    s3: Any
+    conn: Any
+    snapshot_id: str
+    day: datetime
+    log: Any
+
+    def table(
+        self, table: Table, latest: dict[str, Any] | None, horizon: Horizon
+    ) -> tuple[dict[str, Any], TableResult]:
+        started = time.perf_counter()
+        low = table_low(latest, table.name, overlap_s=self.options.overlap_s)
+        # A committed high never moves back, even if this run's horizon is earlier.
+        high = max(horizon.high, low) if low is not None else horizon.high
+        parts = itertools.count()
+        lock = threading.Lock()
+
+        def next_key() -> str:
+            with lock:
+                part = next(parts)
+            return part_key(SOURCE, table.name, self.run_id, self.day, part)
+
+        slices = self._slices(table, low, high)
+        if len(slices) == 1:
+            files = self._write(self.conn, table, slices[0], next_key)
+        else:
+            with ThreadPoolExecutor(len(slices), thread_name_prefix=table.name) as pool:
+                chunks = pool.map(
+                    lambda s: self._write_on_own_connection(table, s, next_key), slices
+                )
+                files = sorted(itertools.chain.from_iterable(chunks), key=lambda f: f.key)
+        rows = sum(f.rows for f in files)
+        size = sum(f.bytes for f in files)
+        duration = round(time.perf_counter() - started, 3)
+        self.log.info(
+            "table extracted",
+            table=table.name,
+            rows=rows,
+            files=len(files),
+            bytes=size,
+            duration_s=duration,
+            watermark_low=low,
+            watermark=high,
+            streams=len(slices),
+        )
+        entry = {
+            "table": table.name,
+            "primary_key": list(table.primary_key),
+            "columns": [c.describe() for c in table.columns],
+            "watermark": {"low": low, "high": high},
+            "rows": rows,
+            "files": [f.describe() for f in files],
+        }
+        return entry, TableResult(table.name, rows, len(files), size, low, high, duration)
+
+    def _slices(self, table: Table, low: str | None, high: str) -> list[Slice]:
+        """One slice, or key ranges of a large table with a single integer key."""
+        whole = Slice(low, high)
+        key = table.column(table.primary_key[0]) if len(table.primary_key) == 1 else None
+        if self.options.workers < 2 or key is None or key.base_type not in _INTEGER_TYPES:
+            return [whole]
+        column = quote_ident(key.name)
+        [[first, last]] = self.conn.run(
+            f"select min({column}), max({column}) from {qualified(table.schema, table.name)}"  # noqa: S608 - quoted identifiers
+        )
+        if first is None or last - first + 1 < self.options.parallel_min_rows:
+            return [whole]
+        step = (last - first) // self.options.workers + 1
+        return [Slice(low, high, start, start + step) for start in range(first, last + 1, step)]
+
+    def _write(
+        self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str]
+    ) -> list[PartFile]:
+        return write_parts(
+            stream_batches(conn, table, rows),
+            table.arrow_schema,
+            s3=self.s3,
+            bucket=self.settings.ingestion_bucket,
+            key_for=next_key,
+            rows_per_file=self.options.rows_per_file,
+        )
+
+    def _write_on_own_connection(
+        self, table: Table, rows: Slice, next_key: Callable[[], str]
+    ) -> list[PartFile]:
+        conn = self.settings.totesys_connection(application_name="totes-extract", timeout=None)
+        try:
+            # The same snapshot as the main transaction: the slices add up to one consistent
+            # read, whatever commits meanwhile.
+            begin_snapshot(conn, self.snapshot_id)
+            files = self._write(conn, table, rows, next_key)
+            conn.run("rollback")
+            return files
+        finally:
+            conn.close()

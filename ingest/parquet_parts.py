@@ -1,0 +1,87 @@
+"""Write a stream of record batches as Parquet part files in the lake, never overwriting.
+
+Each part is written to a local temporary file first (bounded by `rows_per_file`), hashed,
+then uploaded with a conditional put so an existing object is never replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROWS_PER_FILE = 1_000_000
+BYTES_PER_FILE = 128 << 20  # of Arrow data; the compressed file is several times smaller
+COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """One uploaded data file, as the manifest lists it."""
+
+    key: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
+
+
+def part_key(source: str, table: str, run_id: str, day: datetime, part: int) -> str:
+    """`totesys/<table>/<yyyy>/<mm>/<dd>/<run_id>-<part:05d>.parquet` (docs/CONTRACTS.md)."""
+    return f"{source}/{table}/{day:%Y/%m/%d}/{run_id}-{part:05d}.parquet"
+
+
+def write_parts(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    s3: Any,
+    bucket: str,
+    key_for: Callable[[], str],
+    rows_per_file: int = ROWS_PER_FILE,
+    bytes_per_file: int = BYTES_PER_FILE,
+) -> list[PartFile]:
+    """Write `batches` into as many part files as their size needs (none when there are no
+    rows); `key_for()` names each next part. Returns the uploaded files in order."""
+    files: list[PartFile] = []
+    with tempfile.TemporaryDirectory(prefix="totes-extract-") as scratch:
+        path = os.path.join(scratch, "part.parquet")
+        writer: pq.ParquetWriter | None = None
+        rows = size = 0
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+            # Each CSV block arrives as one batch (~100k rows): one row group per batch.
+            writer.write_batch(batch)
+            rows += batch.num_rows
+            size += batch.nbytes
+            if rows >= rows_per_file or size >= bytes_per_file:
+                writer.close()
+                files.append(_upload(path, rows, s3, bucket, key_for()))
+                writer, rows, size = None, 0, 0
+        if writer is not None:
+            writer.close()
+            files.append(_upload(path, rows, s3, bucket, key_for()))
+    return files
+
+
+def _upload(path: str, rows: int, s3: Any, bucket: str, key: str) -> PartFile:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+        size = file.tell()
+        file.seek(0)
+        # A single PUT takes up to 5 GB; parts are bounded far below that. IfNoneMatch keeps
+        # the lake immutable even if a key were ever reused.
+        s3.put_object(Bucket=bucket, Key=key, Body=file, IfNoneMatch="*")
+    os.remove(path)
+    return PartFile(key=key, rows=rows, bytes=size, sha256=digest.hexdigest())

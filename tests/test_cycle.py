@@ -1,0 +1,164 @@
+"""`totes run`: extract → load → dbt build → publish on the real local stack, in that order,
+stopping at the first failure with an alert, and recovering on the next cycle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from infra.local.totesys import seed, simulate
+from totes import cycle, status
+from totes.config import Settings
+
+pytestmark = pytest.mark.slow
+FACT_SOURCES = {
+    "fact_sales_order": "sales_order",
+    "fact_purchase_order": "purchase_order",
+    "fact_payment": "payment",
+}
+
+
+def seeded(isolated) -> dict[str, int]:
+    """A small totesys; returns the row versions per fact's source table."""
+    conn = isolated.totesys()
+    try:
+        seed(conn, scale=0.05, end=date(2024, 11, 1))
+        return {
+            t: conn.run(f'select count(*) from public."{t}"')[0][0] for t in FACT_SOURCES.values()
+        }
+    finally:
+        conn.close()
+
+
+def fact_counts(isolated) -> dict[str, int]:
+    conn = isolated.warehouse()
+    try:
+        return {f: conn.run(f'select count(*) from marts."{f}"')[0][0] for f in FACT_SOURCES}
+    finally:
+        conn.close()
+
+
+def lake_objects(isolated, prefix: str = "") -> dict[str, str]:
+    s3, bucket = isolated.s3(), isolated.settings.processed_bucket
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = obj["ETag"]
+    return found
+
+
+def alerts(isolated, queue_url: str) -> list[dict]:
+    """Alerts delivered to the SNS topic, read back through its SQS subscription."""
+    sqs = isolated.settings.client("sqs")
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
+    ).get("Messages", [])
+    envelopes = [json.loads(m["Body"]) for m in received]
+    return [{"subject": e.get("Subject"), **json.loads(e["Message"])} for e in envelopes]
+
+
+def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothing(
+    isolated, tmp_path
+):
+    versions = seeded(isolated)
+    runs = tmp_path / "runs"
+
+    first = cycle.run_cycle(isolated.settings, work_dir=runs)
+    assert first.ok, first.describe()
+    assert [o.step for o in first.steps] == ["extract", "load", "dbt", "publish"]
+    assert fact_counts(isolated) == {f: versions[s] for f, s in FACT_SOURCES.items()}
+    assert first.step("dbt").models and first.step("dbt").tests
+    assert lake_objects(isolated, "docs/"), "the dbt docs site is published"
+    lake_before = lake_objects(isolated)
+
+    again = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    assert again.ok, again.describe()
+    assert fact_counts(isolated) == {f: versions[s] for f, s in FACT_SOURCES.items()}
+    assert again.step("publish").rows == 0
+    assert lake_objects(isolated) == lake_before, "no new fact rows, no changed members"
+
+    conn = isolated.totesys()
+    try:
+        changes = simulate(conn, orders=10, purchases=4, updates=3, payments_paid=3, seed=11)
+    finally:
+        conn.close()
+    later = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    assert later.ok, later.describe()
+    expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
+    assert fact_counts(isolated) == expected
+    after = lake_objects(isolated)
+    assert {k: after[k] for k in lake_before} == lake_before, "no object rewritten"
+
+    report = status.gather(isolated.settings)
+    assert [r.run_id for r in report.runs[:3]] == [later.run_id, again.run_id, first.run_id]
+    assert {r.status for r in report.runs} == {"succeeded"}
+    assert {m.table: m.rows for m in report.marts if m.table in FACT_SOURCES} == expected
+    assert {s.table for s in report.sources} >= set(FACT_SOURCES.values())
+
+
+@pytest.mark.parametrize("failing", cycle.STEP_NAMES)
+def test_a_failing_step_stops_the_cycle_alerts_and_the_next_cycle_recovers(
+    isolated, sns_queue, tmp_path, failing
+):
+    versions = seeded(isolated)
+    topic, queue_url = sns_queue
+    settings = isolated.settings.with_(alert_topic_arn=topic)
+    runs = tmp_path / "runs"
+
+    failed = cycle.run_cycle(settings, fail_step=failing, work_dir=runs, dbt_docs=False)
+
+    assert failed.exit_code != 0
+    assert failed.failed_step == failing
+    assert "InjectedFailure" in (failed.error or "")
+    position = cycle.STEP_NAMES.index(failing)
+    assert [o.status for o in failed.steps] == (
+        ["succeeded"] * position + ["failed"] + ["not run"] * (3 - position)
+    )
+    [alert] = alerts(isolated, queue_url)
+    assert alert["run_id"] == failed.run_id
+    assert alert["failed_step"] == failing
+    assert "injected failure" in alert["error"]
+    assert failing in alert["subject"]
+    last = status.gather(settings).runs[0]
+    assert (last.run_id, last.status, last.failed_step) == (failed.run_id, "failed", failing)
+
+    recovered = cycle.run_cycle(settings, work_dir=runs, dbt_docs=False)
+    assert recovered.ok, recovered.describe()
+    assert fact_counts(isolated) == {f: versions[s] for f, s in FACT_SOURCES.items()}
+    assert alerts(isolated, queue_url) == []
+
+
+def test_totes_run_exits_non_zero_naming_the_failing_step(isolated, tmp_path):
+    env = {**isolated.env(), "TOTES_HOME": str(tmp_path), cycle.FAIL_STEP_ENV: "extract"}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "totes.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stderr
+    errors = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
+    assert any(e.get("step") == "extract" and e["message"] == "cycle failed" for e in errors)
+    assert "failed at extract" in done.stderr
+
+
+def test_intervals_read_like_people_write_them():
+    assert cycle.parse_interval("5m") == 300
+    assert cycle.parse_interval("30s") == 30
+    assert cycle.parse_interval("1h") == 3600
+    assert cycle.parse_interval("90") == 90
+    with pytest.raises(Exception, match="not an interval"):
+        cycle.parse_interval("soon")
+
+
+def test_an_unknown_failure_step_is_refused():
+    with pytest.raises(ValueError, match="fail_step"):
+        cycle.run_cycle(Settings(ingestion_bucket="unused"), fail_step="transform")

@@ -1,0 +1,484 @@
+"""One pipeline cycle: extract → load → `dbt build` → publish, the state machine's steps locally.
+
+`run_cycle(settings)` runs the steps in order and stops at the first failure. Every step's
+outcome (rows, files, models, tests, duration) is logged as JSON with the cycle's run id and kept
+in `ops.cycle_runs` in the warehouse, which `totes status` reads. A failure is logged at ERROR,
+published to the SNS alert topic (`settings.alert_topic_arn`) as a JSON message naming the run,
+the failing step and the error, and turned into a non-zero exit by `totes run`.
+
+Test hook: `run_cycle(..., fail_step="load")`, or `TOTES_FAIL_STEP=load totes run`, makes that
+step raise `InjectedFailure` before it does any work, so tests can prove each failure path
+(stop, alert, record, recover) on the real stack. It is read only by the command line, never in
+AWS, and must never be set outside tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from totes import alerts, dbt_build, logs, ops
+from totes.config import Settings
+
+STEP_NAMES = ("extract", "load", "dbt", "publish")
+FAIL_STEP_ENV = "TOTES_FAIL_STEP"
+KEEP_RUN_DIRS = 20
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the test hook (`fail_step` / TOTES_FAIL_STEP) before a step does any work."""
+
+
+class CycleFailed(RuntimeError):
+    """A cycle stopped at a step; carries the run id and the step's name."""
+
+    def __init__(self, run_id: str, step: str, error: str) -> None:
+        super().__init__(f"run {run_id} failed at {step}: {error}")
+        self.run_id, self.step, self.error = run_id, step, error
+
+
+@dataclass
+class CycleContext:
+    """What every step receives: configuration, the run id, a private work folder and the
+    results of the steps before it (the publish step reads the dbt step's docs)."""
+
+    settings: Settings
+    run_id: str
+    work_dir: Path
+    dbt_runner: dbt_build.DbtRunner
+    dbt_docs: bool = True
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What a step did, in the counts that matter for it (None: not applicable)."""
+
+    rows: int | None = None
+    files: int | None = None
+    models: int | None = None
+    tests: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    result: Any = None  # the step's own result object, for the steps after it
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[CycleContext], StepReport]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    status: str  # succeeded | failed | not run
+    duration_s: float = 0.0
+    rows: int | None = None
+    files: int | None = None
+    models: int | None = None
+    tests: int | None = None
+    error: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "detail": dict(self.detail)}
+
+    def describe(self) -> str:
+        counts = [
+            f"{value} {name}"
+            for name, value in (
+                ("rows", self.rows),
+                ("files", self.files),
+                ("models", self.models),
+                ("tests", self.tests),
+            )
+            if value is not None
+        ]
+        return f"{self.step} {'/'.join(counts) or self.status} {self.duration_s:.1f}s"
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    steps: tuple[StepOutcome, ...]
+    failed_step: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_step is None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def duration_s(self) -> float:
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+    def step(self, name: str) -> StepOutcome:
+        for outcome in self.steps:
+            if outcome.step == name:
+                return outcome
+        raise KeyError(f"run {self.run_id} has no step {name!r}")
+
+    def raise_for_failure(self) -> None:
+        if self.failed_step is not None:
+            raise CycleFailed(self.run_id, self.failed_step, self.error or "")
+
+    def describe(self) -> str:
+        state = "ok" if self.ok else f"FAILED at {self.failed_step}: {self.error}"
+        ran = " · ".join(o.describe() for o in self.steps if o.status == "succeeded")
+        return f"run {self.run_id} {state} in {self.duration_s:.1f}s" + (f" ({ran})" if ran else "")
+
+
+# ---- the cycle ---------------------------------------------------------------------------------
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    steps: Sequence[Step] | None = None,
+    dbt_runner: dbt_build.DbtRunner = dbt_build.subprocess_runner,
+    run_id: str | None = None,
+    fail_step: str | None = None,
+    work_dir: Path | None = None,
+    dbt_docs: bool = True,
+) -> CycleResult:
+    """Run the steps in order, stop at the first failure, alert on it, record the cycle.
+
+    Returns the result rather than raising, so the caller decides the exit code; a failure has
+    already been logged, alerted and recorded when this returns (`result.raise_for_failure()`).
+    `work_dir`: a folder under which each run keeps dbt's target and logs (`<run_id>/dbt`, the
+    newest few kept); default a temporary folder per cycle. `dbt_docs`: also generate the dbt
+    docs site, which the publish step uploads.
+    """
+    chosen = list(default_steps() if steps is None else steps)
+    if fail_step is not None and fail_step not in {s.name for s in chosen}:
+        raise ValueError(f"fail_step {fail_step!r} is not one of {[s.name for s in chosen]}")
+    run_id = run_id or logs.new_run_id()
+    log = logs.run_logger("totes.cycle", run_id)
+    started = datetime.now(UTC)
+    log.info("cycle started", steps=[s.name for s in chosen])
+    _record(settings, log, lambda conn: ops.record_cycle_start(conn, run_id, started))
+
+    outcomes: list[StepOutcome] = []
+    failed: tuple[str, str] | None = None
+    with _work_dir(work_dir, run_id) as folder:
+        context = CycleContext(settings, run_id, folder, dbt_runner, dbt_docs)
+        for step in chosen:
+            if failed:
+                outcomes.append(StepOutcome(step.name, "not run"))
+                continue
+            outcome = _run_step(step, context, fail_step == step.name, log)
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                failed = (step.name, outcome.error or "")
+
+    result = CycleResult(
+        run_id, started, datetime.now(UTC), tuple(outcomes), *(failed or (None, None))
+    )
+    if result.ok:
+        log.info("cycle succeeded", duration_s=result.duration_s)
+    else:
+        log.error(
+            "cycle failed",
+            step=result.failed_step,
+            error=result.error,
+            duration_s=result.duration_s,
+        )
+        _alert(settings, result, log)
+    _record(
+        settings,
+        log,
+        lambda conn: ops.record_cycle_end(
+            conn,
+            run_id,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            status="succeeded" if result.ok else "failed",
+            failed_step=result.failed_step,
+            error=result.error,
+            steps=[o.as_dict() for o in result.steps],
+        ),
+    )
+    return result
+
+
+def default_steps(*, skip_publish: bool = False) -> list[Step]:
+    """The state machine's steps, in its order."""
+    steps = [
+        Step("extract", _extract),
+        Step("load", _load),
+        Step("dbt", _dbt),
+        Step("publish", _publish),
+    ]
+    return [s for s in steps if not (skip_publish and s.name == "publish")]
+
+
+def _run_step(step: Step, context: CycleContext, inject: bool, log: logs.RunLogger) -> StepOutcome:
+    report: StepReport | None = None
+    error = ""
+    with logs.Timer() as timer:
+        try:
+            if inject:
+                raise InjectedFailure(
+                    f"injected failure before {step.name} ({FAIL_STEP_ENV} test hook)"
+                )
+            report = step.run(context)
+        except Exception as err:  # the one place a step's failure becomes an outcome
+            error = f"{type(err).__name__}: {err}"
+            log.exception("step failed", step=step.name, error=error)
+    if report is None:
+        return StepOutcome(step.name, "failed", timer.seconds, error=error)
+    context.results[step.name] = report.result
+    outcome = StepOutcome(
+        step.name,
+        "succeeded",
+        timer.seconds,
+        report.rows,
+        report.files,
+        report.models,
+        report.tests,
+        detail=report.detail,
+    )
+    log.info(
+        "step succeeded",
+        step=step.name,
+        rows=outcome.rows,
+        files=outcome.files,
+        models=outcome.models,
+        tests=outcome.tests,
+        duration_s=outcome.duration_s,
+    )
+    return outcome
+
+
+# ---- the steps ---------------------------------------------------------------------------------
+
+
+def _extract(context: CycleContext) -> StepReport:
+    from ingest.extract import run_extract
+
+    result = run_extract(context.settings, run_id=context.run_id)
+    return StepReport(
+        rows=sum(t.rows for t in result.tables),
+        files=sum(t.files for t in result.tables),
+        detail={
+            "seq": result.seq,
+            "committed": result.committed,
+            "bytes": sum(t.bytes for t in result.tables),
+            "watermark_method": result.watermark_method,
+        },
+        result=result,
+    )
+
+
+def _load(context: CycleContext) -> StepReport:
+    from lambda_loader.load import run_load
+
+    result = run_load(context.settings, run_id=context.run_id)
+    return StepReport(
+        rows=sum(result.rows.values()),
+        detail={
+            "manifests": result.loaded,
+            "already_loaded": result.already_loaded,
+            "bytes": result.bytes,
+            "rows_by_table": result.rows,
+        },
+        result=result,
+    )
+
+
+def _dbt(context: CycleContext) -> StepReport:
+    result = dbt_build.run_build(
+        context.settings,
+        context.work_dir / "dbt",
+        runner=context.dbt_runner,
+        docs=context.dbt_docs,
+        previous_target=_previous_target(context.work_dir),
+    )
+    return StepReport(
+        models=result.models,
+        tests=result.tests,
+        detail=result.summary(),
+        result=result,
+    )
+
+
+def _publish(context: CycleContext) -> StepReport:
+    from totes import publish
+
+    result = publish.publish(context.settings, run_id=context.run_id)
+    built = context.results.get("dbt")
+    docs = getattr(built, "docs", None) or {}
+    docs_keys = publish.publish_docs(context.settings, docs, run_id=context.run_id) if docs else []
+    return StepReport(
+        rows=result.rows,
+        files=result.files + len(docs_keys),
+        detail={"tables": result.per_table(), "docs": len(docs_keys)},
+        result=result,
+    )
+
+
+def _previous_target(work_dir: Path) -> Path | None:
+    """The newest earlier run's dbt target beside this run's folder, if any."""
+    earlier = sorted(
+        p / "dbt" / "target"
+        for p in work_dir.parent.iterdir()
+        if p.name < work_dir.name and (p / "dbt" / "target").is_dir()
+    )
+    return earlier[-1] if earlier else None
+
+
+# ---- bookkeeping -------------------------------------------------------------------------------
+
+
+def _record(settings: Settings, log: logs.RunLogger, write: Callable[[Any], None]) -> None:
+    """Write to ops.cycle_runs; a warehouse that is down must not hide the step's own error."""
+    try:
+        conn = settings.warehouse_connection()
+        try:
+            ops.ensure_schema(conn)
+            write(conn)
+        finally:
+            conn.close()
+    except Exception as err:
+        log.error("cannot record the cycle in ops.cycle_runs", error=f"{type(err).__name__}: {err}")
+
+
+def _alert(settings: Settings, result: CycleResult, log: logs.RunLogger) -> None:
+    alert = alerts.FailureAlert(
+        run_id=result.run_id,
+        failed_step=result.failed_step or "",
+        error=result.error or "",
+        started_at=result.started_at.isoformat(),
+        steps=[o.as_dict() for o in result.steps],
+    )
+    try:
+        message_id = alerts.send(settings, alert)
+    except alerts.AlertError as err:
+        log.error("alert not sent", step=result.failed_step, error=str(err))
+        return
+    log.info("alert sent", step=result.failed_step, message_id=message_id)
+
+
+@contextmanager
+def _work_dir(root: Path | None, run_id: str) -> Iterator[Path]:
+    """`root/<run_id>` kept for inspection (the newest few), or a temporary folder."""
+    if root is None:
+        with tempfile.TemporaryDirectory(prefix=f"totes-{run_id}-") as folder:
+            yield Path(folder)
+        return
+    folder = root / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        for old in sorted(p for p in root.iterdir() if p.is_dir())[:-KEEP_RUN_DIRS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run", help="one pipeline cycle: extract → load → dbt build → publish"
+    )
+    run.add_argument(
+        "--every",
+        type=parse_interval,
+        metavar="INTERVAL",
+        help="keep cycling at this interval (30s, 5m, 1h) until interrupted",
+    )
+    run.add_argument(
+        "--skip-publish", action="store_true", help="stop after dbt build (no lake copy)"
+    )
+    run.set_defaults(func=cmd_run)
+    status = subparsers.add_parser("status", help="watermarks, last runs, row counts, lag")
+    status.set_defaults(func=cmd_status)
+
+
+def parse_interval(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an interval like 30s, 5m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from totes import glue
+
+    settings = glue.with_database_from_env(Settings.from_env(), os.environ)
+    fail_step = os.environ.get(FAIL_STEP_ENV) or None  # test hook, see the module docstring
+    steps = default_steps(skip_publish=args.skip_publish)
+    work_root = _runs_root()
+    if args.every is None:
+        result = run_cycle(settings, steps=steps, fail_step=fail_step, work_dir=work_root)
+        _print_result(result)
+        return result.exit_code
+    try:
+        while True:
+            began = time.monotonic()
+            result = run_cycle(settings, steps=steps, fail_step=fail_step, work_dir=work_root)
+            print(result.describe(), file=sys.stderr, flush=True)
+            time.sleep(max(0.0, args.every - (time.monotonic() - began)))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from totes import status
+
+    return status.show(Settings.from_env())
+
+
+def _runs_root() -> Path:
+    """dbt's target and logs per run, kept under the stack's home (the newest few)."""
+    from infra.local.stack import default_home
+
+    return default_home() / "runs"
+
+
+def _print_result(result: CycleResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {result.run_id}", title_justify="left")
+    for column in ("step", "status", "rows", "files", "models", "tests", "seconds", "error"):
+        table.add_column(column, justify="right" if column in {"rows", "files"} else "left")
+    for o in result.steps:
+        style = {"failed": "red", "not run": "dim"}.get(o.status, "green")
+        table.add_row(
+            o.step,
+            f"[{style}]{o.status}[/]",
+            *(_blank(v) for v in (o.rows, o.files, o.models, o.tests)),
+            f"{o.duration_s:.1f}",
+            (o.error or "")[:200],
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    console.print(
+        f"[green]ok[/] in {result.duration_s:.1f}s"
+        if result.ok
+        else f"[red]failed at {result.failed_step}[/]: {result.error}"
+    )
+
+
+def _blank(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"

@@ -1,0 +1,178 @@
+"""The cycle's dbt step: `dbt build` (then `dbt docs generate`) as a subprocess, and its results.
+
+dbt reads the warehouse from its profile's `WAREHOUSE_HOST/PORT/USER/PASSWORD/DB` variables;
+they are derived here from the same `Settings` every other step uses (a DSN locally, a Secrets
+Manager secret in AWS), so a cycle's four steps always point at one warehouse. Every invocation
+gets its own `--target-path` and `--log-path`, so two cycles never share dbt's artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from totes import db
+from totes.config import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_warehouse"
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+class DbtBuildError(RuntimeError):
+    """dbt failed: the message names the failing nodes (or the tail of dbt's output)."""
+
+
+class DbtRunner(Protocol):
+    """Runs dbt with these arguments and environment, writing its output to `log_file`."""
+
+    def __call__(self, args: Sequence[str], env: Mapping[str, str], log_file: Path) -> int: ...
+
+
+@dataclass(frozen=True)
+class DbtBuildResult:
+    models: int
+    tests: int
+    seeds: int
+    warnings: int
+    skipped: int
+    failures: list[str]
+    elapsed_s: float
+    target_dir: Path
+    docs: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "models": self.models,
+            "tests": self.tests,
+            "seeds": self.seeds,
+            "warnings": self.warnings,
+            "skipped": self.skipped,
+            "failures": self.failures,
+        }
+
+
+def subprocess_runner(args: Sequence[str], env: Mapping[str, str], log_file: Path) -> int:
+    """The default runner: the `dbt` installed beside this Python, output kept in a log file."""
+    executable = Path(sys.executable).with_name("dbt")
+    found = str(executable) if executable.exists() else shutil.which("dbt")
+    if not found:
+        raise DbtBuildError("the dbt executable is not installed (run `make install`)")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("wb") as out:
+        completed = subprocess.run(  # fixed executable, argument list, no shell
+            [found, *args], env=dict(env), stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    return completed.returncode
+
+
+def dbt_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for dbt: `base` (default: this process's) plus the warehouse variables."""
+    if settings.warehouse_dsn:
+        params = db.parse_dsn(settings.warehouse_dsn)
+    elif settings.warehouse_secret_arn:
+        params = db.read_secret(settings.warehouse_secret_arn, settings.client("secretsmanager"))
+    else:
+        raise DbtBuildError("set WAREHOUSE_DSN (local) or WAREHOUSE_SECRET_ARN (AWS) for dbt")
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "WAREHOUSE_HOST": params.host or "localhost",
+            "WAREHOUSE_PORT": str(params.port),
+            "WAREHOUSE_USER": params.user,
+            "WAREHOUSE_PASSWORD": params.password or "",
+            "WAREHOUSE_DB": params.database,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+    )
+    if params.sslmode:
+        env["WAREHOUSE_SSLMODE"] = params.sslmode
+    return env
+
+
+def run_build(
+    settings: Settings,
+    work_dir: Path,
+    *,
+    runner: DbtRunner = subprocess_runner,
+    project_dir: Path = PROJECT_DIR,
+    docs: bool = True,
+    previous_target: Path | None = None,
+) -> DbtBuildResult:
+    """`dbt build` into `work_dir/target`; raises DbtBuildError naming what failed.
+
+    With `docs`, a successful build is followed by `dbt docs generate` into the same target, so
+    the publish step can upload the docs site (a docs failure is an error too).
+    `previous_target`: an earlier run's target, whose saved parse lets dbt parse partially
+    (dbt itself decides whether it still applies).
+    """
+    if not (project_dir / "dbt_project.yml").exists():
+        raise DbtBuildError(f"no dbt project at {project_dir}")
+    target, logs = work_dir / "target", work_dir / "logs"
+    saved_parse = previous_target / PARTIAL_PARSE if previous_target else None
+    if saved_parse and saved_parse.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(saved_parse, target / PARTIAL_PARSE)
+    common = [
+        "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+        "--target-path", str(target), "--log-path", str(logs),
+    ]  # fmt: skip
+    env = dbt_env(settings)
+    code = runner(["build", *common], env, logs / "build.out")
+    result = parse_run_results(target / "run_results.json", target)
+    if code != 0 or result.failures:
+        detail = ", ".join(result.failures) or _tail(logs / "build.out")
+        raise DbtBuildError(f"dbt build failed (exit {code}): {detail}")
+    if not docs:
+        return result
+    code = runner(["docs", "generate", "--no-compile", *common], env, logs / "docs.out")
+    if code != 0:
+        raise DbtBuildError(f"dbt docs generate failed (exit {code}): {_tail(logs / 'docs.out')}")
+    found = {name: target / name for name in DOCS_FILES if (target / name).exists()}
+    return replace(result, docs=found)
+
+
+def parse_run_results(path: Path, target_dir: Path) -> DbtBuildResult:
+    """Counts per node type and the failing nodes from dbt's `run_results.json`."""
+    if not path.exists():
+        return DbtBuildResult(0, 0, 0, 0, 0, [], 0.0, target_dir)
+    try:
+        payload = json.loads(path.read_text())
+        results = payload["results"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise DbtBuildError(f"{path} is not a dbt run_results file: {err}") from None
+    kinds = [str(r["unique_id"]).split(".", 1)[0] for r in results]
+    failures = [
+        f"{r['unique_id']} ({r['status']}: {_first_line(r.get('message'))})"
+        for r in results
+        if r.get("status") in FAILED_STATUSES
+    ]
+    return DbtBuildResult(
+        models=kinds.count("model"),
+        tests=kinds.count("test") + kinds.count("unit_test"),
+        seeds=kinds.count("seed"),
+        warnings=sum(1 for r in results if r.get("status") == "warn"),
+        skipped=sum(1 for r in results if r.get("status") == "skipped"),
+        failures=failures,
+        elapsed_s=round(float(payload.get("elapsed_time") or 0.0), 3),
+        target_dir=target_dir,
+    )
+
+
+def _first_line(message: object) -> str:
+    return str(message or "").strip().splitlines()[0][:300] if message else ""
+
+
+def _tail(log_file: Path, lines: int = 15) -> str:
+    if not log_file.exists():
+        return "(no dbt output)"
+    text = log_file.read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:])
