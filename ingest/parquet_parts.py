@@ -51,26 +51,47 @@ def write_parts(
 ) -> list[PartFile]:
     """Write `batches` into as many part files as their size needs (none when there are no
     rows); `key_for()` names each next part. Returns the uploaded files in order."""
-    files: list[PartFile] = []
     with tempfile.TemporaryDirectory(prefix="totes-extract-") as scratch:
-        path = os.path.join(scratch, "part.parquet")
-        writer: pq.ParquetWriter | None = None
-        rows = size = 0
+        parts = _Parts(os.path.join(scratch, "part.parquet"), schema, s3, bucket, key_for)
         for batch in batches:
-            if writer is None:
-                writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
-            # Each CSV block arrives as one batch (~100k rows): one row group per batch.
-            writer.write_batch(batch)
-            rows += batch.num_rows
-            size += batch.nbytes
-            if rows >= rows_per_file or size >= bytes_per_file:
-                writer.close()
-                files.append(_upload(path, rows, s3, bucket, key_for()))
-                writer, rows, size = None, 0, 0
-        if writer is not None:
-            writer.close()
-            files.append(_upload(path, rows, s3, bucket, key_for()))
-    return files
+            offset = 0
+            while offset < batch.num_rows:  # slice so no file exceeds rows_per_file
+                take = min(batch.num_rows - offset, rows_per_file - parts.rows)
+                parts.write(batch.slice(offset, take))
+                offset += take
+                if parts.rows >= rows_per_file or parts.size >= bytes_per_file:
+                    parts.finish()
+        parts.finish()
+        return parts.files
+
+
+class _Parts:
+    """The part file being written (a local temporary file) and the ones uploaded so far."""
+
+    def __init__(
+        self, path: str, schema: pa.Schema, s3: Any, bucket: str, key_for: Callable[[], str]
+    ) -> None:
+        self.path, self.schema, self.s3, self.bucket, self.key_for = (
+            path, schema, s3, bucket, key_for,
+        )  # fmt: skip
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = self.size = 0
+        self.files: list[PartFile] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression=COMPRESSION)
+        # Each CSV block arrives as one batch (~100k rows): one row group per batch.
+        self.writer.write_batch(batch)
+        self.rows += batch.num_rows
+        self.size += batch.nbytes
+
+    def finish(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.files.append(_upload(self.path, self.rows, self.s3, self.bucket, self.key_for()))
+        self.writer, self.rows, self.size = None, 0, 0
 
 
 def _upload(path: str, rows: int, s3: Any, bucket: str, key: str) -> PartFile:

@@ -17,20 +17,19 @@ OPTIONS = ExtractOptions(margin_s=0.0)
 
 
 def manifests(s3: Any, bucket: str) -> list[dict[str, Any]]:
-    keys = sorted(
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="_manifests/")
-        for o in page.get("Contents", ())
-    )
-    return [json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
+    return [
+        json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
+        for k in _keys(s3, bucket, "_manifests/")
+    ]
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
 
 
 def data_keys(s3: Any, bucket: str) -> list[str]:
-    return sorted(
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="totesys/")
-        for o in page.get("Contents", ())
-    )
+    return _keys(s3, bucket, "totesys/")
 
 
 def entry(manifest: dict[str, Any], table: str) -> dict[str, Any]:
@@ -64,5 +63,7 @@ def settle(conn: Any) -> None:
     """Wait until the database clock has moved past now, so everything committed so far is
     stamped before the horizon of a run that starts next (tests run with no margin)."""
     [[start]] = conn.run("select clock_timestamp()")
-    while conn.run("select clock_timestamp() < :t + interval '2 milliseconds'", t=start)[0][0]:
+    while conn.run(
+        "select clock_timestamp() < cast(:t as timestamptz) + interval '2 milliseconds'", t=start
+    )[0][0]:
         time.sleep(0.002)

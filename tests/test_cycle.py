@@ -3,15 +3,17 @@ stopping at the first failure with an alert, and recovering on the next cycle.""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from datetime import date
 
 import pytest
+from rich.console import Console
 
 from infra.local.totesys import seed, simulate
-from totes import cycle, status
+from totes import cycle, dbt_build, status
 from totes.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -98,6 +100,12 @@ def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothi
     assert {r.status for r in report.runs} == {"succeeded"}
     assert {m.table: m.rows for m in report.marts if m.table in FACT_SOURCES} == expected
     assert {s.table for s in report.sources} >= set(FACT_SOURCES.values())
+    console = Console(file=io.StringIO(), width=240)
+    status.render(report, console)
+    printed = console.file.getvalue()
+    assert later.run_id in printed
+    assert "fact_sales_order" in printed
+    assert "sales_order" in printed
 
 
 @pytest.mark.parametrize("failing", cycle.STEP_NAMES)
@@ -162,3 +170,24 @@ def test_intervals_read_like_people_write_them():
 def test_an_unknown_failure_step_is_refused():
     with pytest.raises(ValueError, match="fail_step"):
         cycle.run_cycle(Settings(ingestion_bucket="unused"), fail_step="transform")
+
+
+def test_dbt_results_count_models_and_tests_and_name_the_failures(tmp_path):
+    results = [
+        {"unique_id": "model.totes_warehouse.fact_payment", "status": "success", "message": ""},
+        {"unique_id": "model.totes_warehouse.dim_date", "status": "error", "message": "boom\nmore"},
+        {"unique_id": "test.totes_warehouse.not_null_x", "status": "fail", "message": "1 row"},
+        {"unique_id": "unit_test.totes_warehouse.m.t", "status": "pass", "message": None},
+        {"unique_id": "test.totes_warehouse.freshness", "status": "warn", "message": "late"},
+        {"unique_id": "seed.totes_warehouse.iso_4217", "status": "success", "message": ""},
+    ]
+    path = tmp_path / "run_results.json"
+    path.write_text(json.dumps({"results": results, "elapsed_time": 1.5}))
+
+    parsed = dbt_build.parse_run_results(path, tmp_path)
+
+    assert (parsed.models, parsed.tests, parsed.seeds, parsed.warnings) == (2, 3, 1, 1)
+    assert parsed.failures == [
+        "model.totes_warehouse.dim_date (error: boom)",
+        "test.totes_warehouse.not_null_x (fail: 1 row)",
+    ]

@@ -388,9 +388,11 @@ def test_malformed_source_date_fails_the_build_naming_the_row(wh):
         "and tablename in ('fact_sales_order', 'fact_payment')"
     ) == [[0]]
     # the failing test's query names the offending rows (key, raw text, file)
-    [compiled] = (wh.tmp / "target" / "compiled").rglob(
-        "is_iso_date_totesys_sales_order_agreed_delivery_date*.sql"
-    )
+    [compiled] = [
+        path
+        for path in (wh.tmp / "target" / "compiled").rglob("*is_iso_date_totesys_sal*.sql")
+        if "agreed_delivery_date" in path.read_text()
+    ]
     offending = wh.warehouse.run(compiled.read_text())
     assert [(row[0], row[1]) for row in offending] == [(17, "2024-02-30")]
 
@@ -431,7 +433,9 @@ def test_unknown_currency_is_kept_and_flagged(wh):
         "values (4, 'XQQ', localtimestamp(3))"
     )
     raw_from_source.load_raw(wh.totesys, wh.warehouse)
-    done = wh.dbt("build", "--select", "+dim_currency", check=False)
+    done = wh.dbt(
+        "build", "--select", "+dim_currency", "--indirect-selection", "cautious", check=False
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     assert "WARN" in done.stdout and "has_members_in" in done.stdout
     assert wh.warehouse.run(

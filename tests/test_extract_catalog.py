@@ -24,9 +24,7 @@ def totesys(isolated):
 
 
 def test_every_business_table_is_found_and_prisma_migrations_is_not(totesys):
-    totesys.run(
-        "create table if not exists _prisma_migrations (id varchar(36) primary key)"
-    )
+    totesys.run("create table if not exists _prisma_migrations (id varchar(36) primary key)")
     assert [t.name for t in discover_tables(totesys)] == TOTESYS
 
 

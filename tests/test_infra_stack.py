@@ -18,10 +18,10 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk.assertions import Match, Template  # noqa: E402
+from aws_cdk.assertions import Match, Template
 
-from infra.aws.app import build_app  # noqa: E402
-from infra.aws.config import StackConfig, StackConfigError  # noqa: E402
+from infra.aws.app import build_app
+from infra.aws.config import StackConfig, StackConfigError
 
 pytestmark = pytest.mark.xdist_group(name="infra-aws")
 
@@ -56,6 +56,14 @@ STAR_RESOURCE_ALLOWED = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    # CodeBuild in a VPC (the CDK-written, AWS-documented statement for VPC builds).
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcs",
 }
 # cfn-lint W3005: CDK adds DependsOn on a Lambda's role next to the GetAtt of the same role.
 CFN_LINT_IGNORED = ["W3005"]
@@ -118,6 +126,12 @@ def default(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 @pytest.fixture(scope="module")
 def configured(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return Synth(tmp_path_factory.mktemp("cdk-configured"), context=CONFIGURED)
+
+
+def _asset_dir(synth: Synth, reference: object) -> Path:
+    """The staged folder of the asset a template property (an S3 key or location) points at."""
+    asset_hash = re.search(r"([0-9a-f]{64})\.zip", json.dumps(reference)).group(1)
+    return synth.outdir / f"asset.{asset_hash}"
 
 
 def _role_of(resource: dict) -> str:
@@ -213,9 +227,8 @@ def test_existing_secrets_are_referenced_not_created(configured: Synth):
     env = extract["Properties"]["Environment"]["Variables"]
     assert env["TOTESYS_SECRET_ARN"] == CONFIGURED["totesys_secret"]
     _, load = configured.function("lambda_loader.handler.lambda_handler")
-    assert load["Properties"]["Environment"]["Variables"]["WAREHOUSE_SECRET_ARN"] == (
-        CONFIGURED["warehouse_secret"]
-    )
+    env = load["Properties"]["Environment"]["Variables"]
+    assert env["WAREHOUSE_SECRET_ARN"] == CONFIGURED["warehouse_secret"]
 
 
 def test_no_password_or_key_is_written_into_the_template(default: Synth, configured: Synth):
@@ -252,9 +265,7 @@ def test_lambdas_run_python_312_sized_and_configured(default: Synth, handler: st
 
 
 def test_each_lambda_names_only_the_secret_it_uses(default: Synth):
-    env = {
-        h: default.function(h)[1]["Properties"]["Environment"]["Variables"] for h in HANDLERS
-    }
+    env = {h: default.function(h)[1]["Properties"]["Environment"]["Variables"] for h in HANDLERS}
     assert "TOTESYS_SECRET_ARN" in env["ingest.handler.lambda_handler"]
     assert "WAREHOUSE_SECRET_ARN" not in env["ingest.handler.lambda_handler"]
     for handler in ("lambda_loader.handler.lambda_handler", "totes.publish.lambda_handler"):
@@ -271,7 +282,7 @@ def test_log_groups_have_a_retention(default: Synth):
 
 def test_lambda_code_ships_only_the_runtime_packages(default: Synth):
     _, function = default.function("ingest.handler.lambda_handler")
-    asset = default.outdir / function["Metadata"]["aws:asset:path"]
+    asset = _asset_dir(default, function["Properties"]["Code"]["S3Key"])
     shipped = {p.name for p in asset.iterdir()}
     assert shipped <= {"ingest", "lambda_loader", "totes"}
     assert "totes" in shipped
@@ -295,9 +306,7 @@ def test_codebuild_runs_dbt_build_freshness_and_docs(default: Synth):
 
 def test_codebuild_source_holds_the_dbt_project_and_its_scripts(default: Synth):
     _, project = default.one("AWS::CodeBuild::Project")
-    location = json.dumps(project["Properties"]["Source"]["Location"])
-    asset_hash = re.search(r"([0-9a-f]{64})\.zip", location).group(1)
-    source = default.outdir / f"asset.{asset_hash}"
+    source = _asset_dir(default, project["Properties"]["Source"]["Location"])
     assert (source / "infra/aws/codebuild/run_dbt.sh").is_file()
     assert (source / "infra/aws/buildspec.yml").is_file()
     assert (source / "constraints.txt").is_file()

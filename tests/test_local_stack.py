@@ -56,8 +56,8 @@ def test_env_output_lets_psql_boto3_and_the_aws_cli_reach_the_stack(stack: Local
         'eval "$(totes env)" && '
         'psql "$TOTESYS_DSN" -Atc "select current_database()" && '
         'psql "$WAREHOUSE_DSN" -Atc "select current_database()" && '
-        'aws s3 ls && '
-        "python -c 'import boto3; print(sorted(b[\"Name\"] for b in "
+        "aws s3 ls && "
+        'python -c \'import boto3; print(sorted(b["Name"] for b in '
         'boto3.client("s3").list_buckets()["Buckets"]))\''
     )
     env = {

@@ -58,6 +58,7 @@ class CycleContext:
     work_dir: Path
     dbt_runner: dbt_build.DbtRunner
     dbt_docs: bool = True
+    previous_dbt_target: Path | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -178,7 +179,8 @@ def run_cycle(
     outcomes: list[StepOutcome] = []
     failed: tuple[str, str] | None = None
     with _work_dir(work_dir, run_id) as folder:
-        context = CycleContext(settings, run_id, folder, dbt_runner, dbt_docs)
+        previous = _previous_target(work_dir, run_id) if work_dir else None
+        context = CycleContext(settings, run_id, folder, dbt_runner, dbt_docs, previous)
         for step in chosen:
             if failed:
                 outcomes.append(StepOutcome(step.name, "not run"))
@@ -309,7 +311,7 @@ def _dbt(context: CycleContext) -> StepReport:
         context.work_dir / "dbt",
         runner=context.dbt_runner,
         docs=context.dbt_docs,
-        previous_target=_previous_target(context.work_dir),
+        previous_target=context.previous_dbt_target,
     )
     return StepReport(
         models=result.models,
@@ -334,12 +336,14 @@ def _publish(context: CycleContext) -> StepReport:
     )
 
 
-def _previous_target(work_dir: Path) -> Path | None:
-    """The newest earlier run's dbt target beside this run's folder, if any."""
+def _previous_target(root: Path, run_id: str) -> Path | None:
+    """The newest earlier run's dbt target under `root`, if any (its saved parse is reused)."""
+    if not root.is_dir():
+        return None
     earlier = sorted(
         p / "dbt" / "target"
-        for p in work_dir.parent.iterdir()
-        if p.name < work_dir.name and (p / "dbt" / "target").is_dir()
+        for p in root.iterdir()
+        if p.name < run_id and (p / "dbt" / "target").is_dir()
     )
     return earlier[-1] if earlier else None
 

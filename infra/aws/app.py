@@ -41,7 +41,13 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> cdk.App
 
 
 def main() -> None:
-    build_app().synth()
+    assembly = build_app().synth()
+    # The CDK CLI prints these; a plain `python app.py` would not.
+    for stack in assembly.stacks:
+        for message in stack.messages:
+            if message.level.name in ("WARNING", "ERROR"):
+                print(f"[{message.level.name}] {message.entry.data}", file=sys.stderr)
+    print(f"synthesised to {assembly.directory}", file=sys.stderr)
 
 
 if __name__ == "__main__":

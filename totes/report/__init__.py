@@ -11,6 +11,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from totes.config import Settings
 
 DEFAULT_OUT = Path("reports")
 
@@ -78,7 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _settings():  # noqa: ANN202 - Settings, imported lazily to keep `totes --help` fast
+def _settings() -> Settings:
     """The warehouse settings; the report needs no bucket, so INGESTION_BUCKET is optional."""
     from totes.config import Settings
 

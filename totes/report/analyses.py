@@ -11,7 +11,8 @@ dbt analyses use `ref()`, so they must be compiled before a plain client can run
    refused with a message naming the file, never guessed at.
 
 Direct rendering is tried first (fast, no dbt needed); `dbt compile` is used when an analysis
-needs more than `ref()`, or when asked for. Either way the result is a folder of `<name>.sql` files, one per analysis.
+needs more than `ref()`, or when asked for. Either way the result is a folder of `<name>.sql`
+files, one per analysis.
 """
 
 from __future__ import annotations

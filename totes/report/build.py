@@ -133,8 +133,8 @@ def _check_warehouse(settings: Settings) -> None:
 
 def _execute(settings: Settings, out_dir: Path, sql_dir: Path, timeout_s: int) -> Any:
     import nbformat
-    from nbclient import NotebookClient
     from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)

@@ -165,7 +165,7 @@ class Dashboard:
         latest = None
         if rows.get("fact_sales_order"):
             stamp = self.conn.run(
-                "select max(last_updated_date + last_updated_time) from "
+                "select max(last_updated_date + last_updated_time) from "  # noqa: S608
                 + db.qualified(MARTS_SCHEMA, "fact_sales_order")
             )[0][0]
             latest = f"{stamp:%Y-%m-%d %H:%M}" if stamp else None
@@ -258,9 +258,8 @@ class Dashboard:
         lines = ["## Files", "", "| question | chart | data |", "|---|---|---|"]
         for chart in drawn:
             png, csv = Path(chart.png or ""), Path(chart.data or "")
-            lines.append(
-                f"| {chart.title} | [{png.name}](charts/{png.name}) | [{csv.name}](data/{csv.name}) |"
-            )
+            links = f"[{png.name}](charts/{png.name}) | [{csv.name}](data/{csv.name})"
+            lines.append(f"| {chart.title} | {links} |")
         _markdown("\n".join(lines))
 
     def banner(self) -> None:

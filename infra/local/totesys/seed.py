@@ -91,6 +91,9 @@ def seed(
 
     conn.run("START TRANSACTION")
     try:
+        # Index builds and foreign-key checks after the load sort millions of keys: give them
+        # memory for this transaction only.
+        conn.run("SET LOCAL maintenance_work_mem = '256MB'")
         drop_schema(conn)
         create_tables(conn)
         report.tables = _load(conn, scale, seed, report.end, progress)
