@@ -18,7 +18,7 @@ from ingest import manifest as manifests
 from ingest import metrics
 from ingest.catalog import Table, discover_tables
 from ingest.parquet_parts import ROWS_PER_FILE, PartFile, part_key, write_parts
-from ingest.stream import Slice, stream_batches
+from ingest.stream import Slice, integer_key, key_span, stream_batches
 from ingest.watermark import (
     Horizon,
     begin_snapshot,
@@ -27,11 +27,9 @@ from ingest.watermark import (
     table_low,
 )
 from totes.config import Settings
-from totes.db import qualified, quote_ident
 from totes.logs import new_run_id, run_logger
 
 SOURCE = "totesys"
-_INTEGER_TYPES = ("int2", "int4", "int8")
 
 
 @dataclass(frozen=True)
@@ -119,6 +117,35 @@ def run_extract(
         rows = {t.table: t.rows for t in result.tables}
         metrics.publish(cloudwatch or settings.client("cloudwatch"), rows, lag_s, log)
     return result
+
+
+def extract_table(
+    settings: Settings,
+    table_name: str,
+    *,
+    run_id: str | None = None,
+    options: ExtractOptions | None = None,
+    s3: Any = None,
+) -> TableResult:
+    """Write every row of one table to the lake WITHOUT committing a manifest: what the
+    loader never reads. For benchmarks and one-off inspection, not for the pipeline."""
+    run_id = run_id or new_run_id()
+    options = options or ExtractOptions()
+    log = run_logger("ingest.extract", run_id)
+    conn = settings.totesys_connection(application_name="totes-extract", timeout=None)
+    try:
+        horizon = read_horizon(conn, safety_lag_s=options.safety_lag_s, margin_s=options.margin_s)
+        begin_snapshot(conn)
+        [table] = [t for t in discover_tables(conn, options.schema) if t.name == table_name]
+        run = _Run(
+            settings, run_id, options, s3 or settings.client("s3"), conn,
+            export_snapshot(conn), datetime.now(UTC), log,
+        )  # fmt: skip
+        _, result = run.table(table, None, horizon)
+        conn.run("rollback")
+        return result
+    finally:
+        conn.close()
 
 
 def _extract(
@@ -243,15 +270,12 @@ class _Run:
     def _slices(self, table: Table, low: str | None, high: str) -> list[Slice]:
         """One slice, or key ranges of a large table with a single integer key."""
         whole = Slice(low, high)
-        key = table.column(table.primary_key[0]) if len(table.primary_key) == 1 else None
-        if self.options.workers < 2 or key is None or key.base_type not in _INTEGER_TYPES:
+        if self.options.workers < 2 or integer_key(table) is None:
             return [whole]
-        column = quote_ident(key.name)
-        [[first, last]] = self.conn.run(
-            f"select min({column}), max({column}) from {qualified(table.schema, table.name)}"  # noqa: S608 - quoted identifiers
-        )
-        if first is None or last - first + 1 < self.options.parallel_min_rows:
+        span = key_span(self.conn, table)
+        if span is None or span[1] - span[0] + 1 < self.options.parallel_min_rows:
             return [whole]
+        first, last = span
         step = (last - first) // self.options.workers + 1
         return [Slice(low, high, start, start + step) for start in range(first, last + 1, step)]
 

@@ -1,13 +1,20 @@
 """Stream one slice of a table out of Postgres as Arrow record batches.
 
-`COPY (SELECT …) TO STDOUT (FORMAT csv, FORCE_QUOTE *)` runs on a background thread through
-pg8000's `stream=`; pg8000 hands over one CopyData message (one row) per `write` call, which
-lands in a C-level `io.BufferedWriter`, so Python sees the data once per block, not per row.
-Full blocks travel through a small bounded queue to `pyarrow.csv.open_csv`, which parses them
-with the explicit schema from the catalog. Memory is a few blocks, whatever the table size.
+Both paths run a COPY on a background thread through pg8000's `stream=` and hand CSV text
+through a small bounded queue to `pyarrow.csv.open_csv`, which parses it with the explicit
+schema from the catalog: memory is a few blocks, whatever the table size.
 
-FORCE_QUOTE * quotes every non-NULL value, so an unquoted empty field is NULL and `""` is the
-empty string: NULL and '' stay distinct.
+- Tables with a single integer key (every totesys table) use *chunked* CSV: the server formats
+  each row as a record literal (`row(...)::text`: NULL is an empty unquoted field, every other
+  value that needs it is quoted with `"` and `\\` doubled) and aggregates the rows of each key
+  range of `CHUNK_KEYS` ids into one value, sent by `COPY … (FORMAT binary)`. pg8000 handles
+  one protocol message per row, at ~4 µs each in Python; with a message per chunk instead, the
+  client's cost per row is Arrow's C++ parsing alone, which is what brings the extract near a
+  raw COPY (see tests/benchmarks/bench_extract.py and ingest/README.md).
+- Any other table uses `COPY (SELECT …) TO STDOUT (FORMAT csv, FORCE_QUOTE *)`: every non-NULL
+  value quoted, so an unquoted empty field is NULL and `""` the empty string.
+
+Either way NULL and '' stay distinct and values stay text until Arrow types them.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import io
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -27,7 +34,10 @@ from ingest.catalog import Table
 from totes.db import qualified, quote_ident
 
 BLOCK_BYTES = 8 << 20
+CHUNK_KEYS = 16_384  # ids per server-side chunk: ~2 MB of CSV for a totesys table
+BATCH_ROWS = 131_072  # rows per yielded batch (and Parquet row group) on the chunked path
 WATERMARK_COLUMN = "last_updated"
+_INTEGER_TYPES = ("int2", "int4", "int8")
 
 
 @dataclass(frozen=True)
@@ -52,11 +62,17 @@ def stream_batches(
 
     `conn` must be inside the transaction whose snapshot is being extracted; the COPY runs on
     it from a helper thread while this generator is consumed."""
-    sql = _bind_slice(conn, table, rows)
+    chunked = integer_key(table) is not None
+    if chunked and (rows.key_low is None or rows.key_high is None):
+        span = key_span(conn, table)
+        if span is None:
+            return
+        rows = replace(rows, key_low=span[0], key_high=span[1] + 1)
+    sql = _bind_slice(conn, table, rows, chunked=chunked)
     source = _BlockQueue()
     copier = threading.Thread(
         target=_copy_into,
-        args=(conn, sql, source, block_bytes),
+        args=(conn, sql, source, block_bytes, chunked),
         daemon=True,
         name=f"copy-{table.name}",
     )
@@ -64,7 +80,7 @@ def stream_batches(
     try:
         if source.at_eof():
             return
-        yield from _parse(source, table, block_bytes)
+        yield from _parse(source, table, block_bytes, chunked=chunked)
     except Exception as err:
         source.cancel()
         copier.join()
@@ -77,69 +93,129 @@ def stream_batches(
         raise StreamError(f"streaming {table.schema}.{table.name} failed: {source.error}")
 
 
-def _bind_slice(conn: Any, table: Table, rows: Slice) -> str:
+def integer_key(table: Table) -> str | None:
+    """The table's key column when it is a single integer column, else None."""
+    if len(table.primary_key) != 1:
+        return None
+    column = table.column(table.primary_key[0])
+    return column.name if column is not None and column.base_type in _INTEGER_TYPES else None
+
+
+def key_span(conn: Any, table: Table) -> tuple[int, int] | None:
+    """(min, max) of the integer key in the current snapshot; None when the table is empty."""
+    key = quote_ident(integer_key(table) or "")
+    [[first, last]] = conn.run(
+        f"select min({key}), max({key}) from {qualified(table.schema, table.name)}"  # noqa: S608 - quoted identifiers
+    )
+    return None if first is None else (int(first), int(last))
+
+
+def _bind_slice(conn: Any, table: Table, rows: Slice, *, chunked: bool) -> str:
     """The COPY statement for the slice. COPY takes no bind parameters, so the values are
     bound into transaction-local settings with set_config and read back in the query."""
     if table.column(WATERMARK_COLUMN) is None:
         raise StreamError(f"{table.schema}.{table.name} has no {WATERMARK_COLUMN} column")
     values = {"totes.high": rows.high}
     watermark = quote_ident(WATERMARK_COLUMN)
-    where = [f"{watermark} < current_setting('totes.high')::timestamp"]
+    where = [f"t.{watermark} < current_setting('totes.high')::timestamp"]
     if rows.low is not None:
         values["totes.low"] = rows.low
-        where.append(f"{watermark} >= current_setting('totes.low')::timestamp")
+        where.append(f"t.{watermark} >= current_setting('totes.low')::timestamp")
     if rows.key_low is not None and rows.key_high is not None:
-        key = quote_ident(table.primary_key[0])
         values["totes.key_low"] = str(rows.key_low)
         values["totes.key_high"] = str(rows.key_high)
-        where.append(f"{key} >= current_setting('totes.key_low')::bigint")
-        where.append(f"{key} < current_setting('totes.key_high')::bigint")
+        values["totes.chunk"] = str(CHUNK_KEYS)
     for name, value in values.items():
         conn.run("select set_config(:name, :value, true)", name=name, value=value)
-    select = ", ".join(_select_expression(c.name, c.base_type) for c in table.columns)
+    source = f"{qualified(table.schema, table.name)} as t"
+    exprs = ", ".join(_select_expression(c.name, c.base_type) for c in table.columns)
+    if not chunked:
+        if rows.key_low is not None:
+            key = quote_ident(table.primary_key[0])
+            where.append(f"t.{key} >= current_setting('totes.key_low')::bigint")
+            where.append(f"t.{key} < current_setting('totes.key_high')::bigint")
+        return (
+            f"copy (select {exprs} from {source} where {' and '.join(where)})"  # noqa: S608 - identifiers quoted, values bound via set_config
+            " to stdout (format csv, force_quote *)"
+        )
+    key = f"t.{quote_ident(integer_key(table) or '')}"
+    where.append(f"{key} >= g.start")
+    where.append(
+        f"{key} < least(g.start + current_setting('totes.chunk')::bigint,"
+        " current_setting('totes.key_high')::bigint)"
+    )
+    # btrim drops the record literal's parentheses: a first or last field never starts or
+    # ends with one unquoted, because record_out quotes any value containing a parenthesis.
     return (
-        f"copy (select {select} from {qualified(table.schema, table.name)}"  # noqa: S608 - identifiers quoted, values bound via set_config
-        f" where {' and '.join(where)}) to stdout (format csv, force_quote *)"
+        "copy (select c.csv from generate_series(current_setting('totes.key_low')::bigint,"  # noqa: S608 - identifiers quoted, values bound via set_config
+        " current_setting('totes.key_high')::bigint - 1,"
+        " current_setting('totes.chunk')::bigint) as g(start)"
+        f" cross join lateral (select string_agg(btrim(row({exprs})::text, '()'), E'\\n')"
+        f" || E'\\n' as csv from {source} where {' and '.join(where)}) as c"
+        " where c.csv is not null) to stdout (format binary)"
     )
 
 
 def _select_expression(name: str, base_type: str) -> str:
-    column = quote_ident(name)
+    column = f"t.{quote_ident(name)}"
     if base_type == "timestamptz":
         # Printed as UTC wall-clock without an offset (Arrow's CSV parser wants no "+00");
         # the batch is then cast to timestamp(tz=UTC).
-        return f"({column} at time zone 'UTC') as {column}"
+        return f"({column} at time zone 'UTC')"
     return column
 
 
-def _parse(source: _BlockQueue, table: Table, block_bytes: int) -> Iterator[pa.RecordBatch]:
+def _parse(
+    source: _BlockQueue, table: Table, block_bytes: int, *, chunked: bool
+) -> Iterator[pa.RecordBatch]:
     target = table.arrow_schema
     parse_types = {
         f.name: pa.timestamp(f.type.unit) if pa.types.is_timestamp(f.type) else f.type
         for f in target
     }
-    reader = pacsv.open_csv(
-        source,
-        read_options=pacsv.ReadOptions(column_names=target.names, block_size=block_bytes),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=parse_types,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            null_values=[""],
-            true_values=["t"],
-            false_values=["f"],
-        ),
+    read = pacsv.ReadOptions(column_names=target.names, block_size=block_bytes)
+    parse = pacsv.ParseOptions(
+        newlines_in_values=True,
+        # Record literals escape a backslash as \\ (and a quote as "", like CSV).
+        escape_char="\\" if chunked else False,
     )
-    for batch in reader:
-        if batch.num_rows:
-            yield batch.cast(target)
+    convert = pacsv.ConvertOptions(
+        column_types=parse_types,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        null_values=[""],
+        true_values=["t"],
+        false_values=["f"],
+    )
+    if not chunked:
+        for batch in pacsv.open_csv(source, read, parse, convert):
+            if batch.num_rows:
+                yield batch.cast(target)
+        return
+    # Each chunk holds whole rows, so it parses on its own (read_csv uses every core, faster
+    # than the streaming reader); chunks are gathered into batches of BATCH_ROWS rows, which
+    # become the Parquet row groups.
+    pending: list[pa.Table] = []
+    rows = 0
+    for chunk in source.blocks():
+        part = pacsv.read_csv(pa.py_buffer(chunk), read, parse, convert)
+        pending.append(part)
+        rows += part.num_rows
+        if rows >= BATCH_ROWS:
+            yield _combined(pending, target)
+            pending, rows = [], 0
+    if rows:
+        yield _combined(pending, target)
 
 
-def _copy_into(conn: Any, sql: str, source: _BlockQueue, block_bytes: int) -> None:
+def _combined(parts: list[pa.Table], target: pa.Schema) -> pa.RecordBatch:
+    return pa.concat_tables(parts).combine_chunks().to_batches()[0].cast(target)
+
+
+def _copy_into(conn: Any, sql: str, source: _BlockQueue, block_bytes: int, chunked: bool) -> None:
     buffered = io.BufferedWriter(_QueueSink(source), buffer_size=block_bytes)
     try:
-        conn.run(sql, stream=buffered)
+        conn.run(sql, stream=_BinaryCopyText(source) if chunked else buffered)
         buffered.flush()
     except BaseException as err:  # handed to the reading side, which raises it
         source.fail(err)
@@ -200,6 +276,16 @@ class _BlockQueue(io.RawIOBase):
             out, self._pending = self._pending[:size], self._pending[size:]
         return out
 
+    def blocks(self) -> Iterator[bytes]:
+        """Every block until the producer finishes (a file's read() for the CSV path)."""
+        while True:
+            if not self._pending and not self._eof:
+                self._next()
+            if self._eof and not self._pending:
+                return
+            block, self._pending = self._pending, b""
+            yield block
+
     def _next(self) -> None:
         block = self._queue.get()
         if block is self._EOF:
@@ -225,3 +311,56 @@ class _QueueSink(io.RawIOBase):
     def write(self, data: Any) -> int:
         self._target.put(bytes(data))
         return len(data)
+
+
+class _BinaryCopyText(io.RawIOBase):
+    """Unwraps `COPY … (FORMAT binary)` of one text column: puts each value (a chunk of CSV
+    rows) on `target`. Messages may split anywhere; this runs per chunk, not per row."""
+
+    _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+    def __init__(self, target: Any) -> None:
+        super().__init__()
+        self._target = target
+        self._buffer = bytearray()
+        self._header = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        self._drain()
+        return len(data)
+
+    def _drain(self) -> None:
+        buf, pos = self._buffer, 0
+        if not self._header:
+            if len(buf) < 19:
+                return
+            if bytes(buf[:11]) != self._SIGNATURE:
+                raise StreamError("COPY binary stream without its signature")
+            pos = 19 + int.from_bytes(buf[15:19], "big")
+            self._header = True
+        view = memoryview(buf)
+        try:
+            while len(buf) - pos >= 2:
+                fields = int.from_bytes(buf[pos : pos + 2], "big", signed=True)
+                if fields == -1:  # the trailer
+                    pos += 2
+                    continue
+                if fields != 1:
+                    raise StreamError(f"expected one column per COPY row, got {fields}")
+                if len(buf) - pos < 6:
+                    break
+                size = int.from_bytes(buf[pos + 2 : pos + 6], "big", signed=True)
+                if size < 0:  # NULL: an empty chunk (filtered out by the query anyway)
+                    pos += 6
+                    continue
+                if len(buf) - pos - 6 < size:
+                    break
+                self._target.put(bytes(view[pos + 6 : pos + 6 + size]))
+                pos += 6 + size
+        finally:
+            view.release()
+        del buf[:pos]

@@ -188,6 +188,6 @@ def test_dbt_results_count_models_and_tests_and_name_the_failures(tmp_path):
 
     assert (parsed.models, parsed.tests, parsed.seeds, parsed.warnings) == (2, 3, 1, 1)
     assert parsed.failures == [
-        "model.totes_warehouse.dim_date (error: boom)",
+        "model.totes_warehouse.dim_date (error: boom more)",
         "test.totes_warehouse.not_null_x (fail: 1 row)",
     ]

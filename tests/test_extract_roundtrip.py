@@ -132,3 +132,11 @@ def test_a_table_read_in_parallel_key_ranges_yields_every_row_once(isolated):
     rows = table_rows(isolated.s3(), isolated.settings.ingestion_bucket, manifest, "sales_order")
     got = sorted(rows.to_pylist(), key=lambda r: r["sales_order_id"])
     assert result.committed and got == source_rows(conn, "sales_order")
+
+
+def test_a_table_without_an_integer_key_round_trips_through_plain_csv_copy(isolated, awkward):
+    awkward.run("create table keyless as select * from awkward")  # no primary key at all
+    run_extract(isolated.settings, options=OPTIONS)
+    got = lake_rows(isolated, "keyless")
+    want = lake_rows(isolated, "awkward")
+    assert sorted(got, key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
@@ -49,6 +50,10 @@ MARTS = (
     "fact_purchase_order",
     "fact_payment",
 )
+# dbt-docs' own page (dbt-core 1.11) has `<img src="{{ getIcon(...) }}">` in its tree template
+# (src instead of ng-src) and a favicon link left as `${require('./assets/favicons/...')}`, so the
+# browser requests those literal URLs: harmless, not ours, ignored by name only.
+UPSTREAM_BUGS = ("getIcon(item.type", "require('./assets/favicons/")
 CHARTS = (
     "sales_by_month_and_currency",
     "top_designs",
@@ -468,12 +473,24 @@ class _Page:
     def __init__(self, context) -> None:
         self.page = context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on(
-            "requestfailed",
-            lambda r: None if r.url.endswith("favicon.ico") else self.errors.append(r.url),
-        )
+        self.page.on("requestfailed", lambda r: self._failed(r.url))
+        self.page.on("response", lambda r: self._failed(r.url) if r.status >= 400 else None)
+
+    def _console(self, message) -> None:
+        # "Failed to load resource" is reported with its URL through _failed, which knows
+        # which ones to forgive.
+        text = message.text
+        if message.type != "error" or "Failed to load resource" in text:
+            return
+        if not any(bug in unquote(text) for bug in UPSTREAM_BUGS):
+            self.errors.append(text)
+
+    def _failed(self, url: str) -> None:
+        if url.endswith("favicon.ico") or any(bug in unquote(url) for bug in UPSTREAM_BUGS):
+            return
+        self.errors.append(f"failed to load {url}")
 
 
 @pytest.fixture(scope="module")
@@ -555,20 +572,21 @@ def test_docs_site_served_on_loopback_lists_every_mart_with_column_docs(
     assert set(columns) == set(MARTS)
     tab = _Page(browser)
     tab.page.goto(f"{docs_server}/index.html", wait_until="networkidle")
-    tab.page.wait_for_selector("text=fact_sales_order", timeout=30_000)
-    tree = tab.page.inner_text("body")
+    _wait_for_text(tab.page, "fact_sales_order", everywhere=True)
+    tree = tab.page.evaluate("document.body.textContent")  # the nav tree, folders collapsed
     assert all(mart in tree for mart in MARTS)
     for mart in MARTS:
         tab.page.goto(
             f"{docs_server}/index.html#!/model/model.totes_warehouse.{mart}",
             wait_until="networkidle",
         )
-        tab.page.wait_for_selector(f"text={next(iter(columns[mart]))}", timeout=30_000)
+        _wait_for_text(tab.page, next(iter(columns[mart])))
         body = tab.page.inner_text("body")
+        shown = _squash(tab.page.evaluate("document.body.textContent"))
         for column, description in columns[mart].items():
             assert column in body, f"{mart}.{column} missing from its docs page"
             assert description, f"{mart}.{column} has no description"
-            assert _first_words(description) in body, f"{mart}.{column}'s description"
+            assert _squash(_first_words(description)) in shown, f"{mart}.{column}'s description"
         tab.page.screenshot(path=str(tmp_path / f"docs-{mart}.png"), full_page=True)
     assert tab.errors == []
 
@@ -580,10 +598,21 @@ def test_docs_site_opens_from_a_file(browser, docs_site: Path, tmp_path):
     tab = _Page(browser)
     url = (docs_site / "static_index.html").as_uri()
     tab.page.goto(f"{url}#!/model/model.totes_warehouse.fact_sales_order", wait_until="load")
-    tab.page.wait_for_selector("text=sales_record_id", timeout=30_000)
+    _wait_for_text(tab.page, "sales_record_id")
     tab.page.screenshot(path=str(tmp_path / "docs-static.png"), full_page=True)
     assert "units_sold" in tab.page.inner_text("body")
     assert tab.errors == []
+
+
+def _wait_for_text(page, text: str, *, everywhere: bool = False) -> None:
+    """Until the page shows `text` (or, `everywhere`, holds it even in collapsed elements)."""
+    prop = "textContent" if everywhere else "innerText"
+    page.wait_for_function(f"t => document.body.{prop}.includes(t)", arg=text, timeout=30_000)
+
+
+def _squash(text: str) -> str:
+    """Letters and digits only: compares text across markdown rendering and line wrapping."""
+    return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
 def _first_words(markdown: str) -> str:

@@ -167,8 +167,10 @@ def parse_run_results(path: Path, target_dir: Path) -> DbtBuildResult:
     )
 
 
-def _first_line(message: object) -> str:
-    return str(message or "").strip().splitlines()[0][:300] if message else ""
+def _first_line(message: object, lines: int = 4) -> str:
+    """The start of dbt's message (its first line alone often just names the file)."""
+    text = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    return " ".join(text[:lines])[:500]
 
 
 def _tail(log_file: Path, lines: int = 15) -> str:

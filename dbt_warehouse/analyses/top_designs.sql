@@ -6,11 +6,11 @@ select
     sum(sales.units_sold) as units_sold,
     count(*) as orders,
     sum(sales.units_sold * sales.unit_price)
-        filter (where currency.currency_code = 'GBP') as sales_value_gbp,
+    filter (where currency.currency_code = 'GBP') as sales_value_gbp,
     sum(sales.units_sold * sales.unit_price)
-        filter (where currency.currency_code = 'USD') as sales_value_usd,
+    filter (where currency.currency_code = 'USD') as sales_value_usd,
     sum(sales.units_sold * sales.unit_price)
-        filter (where currency.currency_code = 'EUR') as sales_value_eur
+    filter (where currency.currency_code = 'EUR') as sales_value_eur
 from {{ ref('fact_sales_order_current') }} as sales
 inner join {{ ref('dim_design') }} as design
     on sales.design_id = design.design_id

@@ -29,7 +29,7 @@
                 fact_rows.last_updated_date + fact_rows.last_updated_time as last_updated,
                 count(*) as copies
             from {{ ref(fact) }} as fact_rows
-            group by 1, 2
+            group by fact_rows.{{ key }}, fact_rows.last_updated_date, fact_rows.last_updated_time
         )
 
         select

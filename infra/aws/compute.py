@@ -225,7 +225,7 @@ class Compute(Construct):
         deps = LAMBDA_DEPS / "python"
         if deps.is_dir() and any(deps.iterdir()):
             path = LAMBDA_DEPS
-            description = "pg8000, scramp, asn1crypto (infra/aws/lambda-requirements.txt)"
+            description = "pg8000 and its pure-Python dependencies (lambda-requirements.txt)"
         else:
             path = LAYER_PLACEHOLDER
             description = "PLACEHOLDER: run `make lambda-deps` before deploying"

@@ -1,4 +1,4 @@
--- One row per distinct version (address_id, last_updated) of address; see macro dedupe_versions.
+-- Every distinct version (key, last_updated), once: see macro dedupe_versions.
 {{
     config(
         indexes=[

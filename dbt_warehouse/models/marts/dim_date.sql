@@ -43,9 +43,10 @@ bounds as (
 ),
 
 calendar as (
-    select day::date as date_id
-    from bounds,
-        generate_series(bounds.first_day, bounds.last_day, interval '1 day') as day
+    select series.day::date as date_id
+    from bounds
+    cross join
+        generate_series(bounds.first_day, bounds.last_day, interval '1 day') as series (day)
 )
 
 select
