@@ -68,6 +68,25 @@ bench: $(STAMP) ## extract and load benchmarks at --scale 100 (prints figures; m
 		$(BIN)/python tests/benchmarks/bench_extract.py && \
 		$(BIN)/python tests/benchmarks/bench_load.py
 
+LAMBDA_DEPS := build/lambda-deps
+STAGE ?= dev
+CDK_ARGS ?=
+
+lambda-deps: $(STAMP) ## pure-Python Lambda dependencies into build/lambda-deps/python (before deploy)
+	rm -rf $(LAMBDA_DEPS)
+	$(BIN)/python -m pip install --quiet --no-deps --no-compile --target $(LAMBDA_DEPS)/python \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
+		--only-binary=:all: -c constraints.txt -r infra/aws/lambda-requirements.txt
+
+synth: $(STAMP) ## synthesise the AWS stack offline into infra/aws/cdk.out and cfn-lint it
+	cd infra/aws && TOTES_STAGE=$(STAGE) ../../$(BIN)/python app.py
+	$(BIN)/cfn-lint --ignore-checks W3005 -- infra/aws/cdk.out/*.template.json
+
+deploy: lambda-deps ## deploy to AWS: make deploy ALERT_EMAIL=you@example.org [STAGE=prod]
+	@test -n "$(ALERT_EMAIL)" || { echo "ALERT_EMAIL=you@example.org is required"; exit 1; }
+	cd infra/aws && npx --yes aws-cdk@2 deploy --app "../../$(BIN)/python app.py" \
+		-c stage=$(STAGE) -c alert_email=$(ALERT_EMAIL) $(CDK_ARGS)
+
 report: $(STAMP) ## the business dashboard from the current marts
 	$(TOTES) report
 
@@ -75,4 +94,4 @@ clean: ## stop the stacks and delete every generated file
 	-@test -x $(TOTES) && $(TOTES) down --purge
 	-@test -x $(TOTES) && TOTES_HOME=$(CHECK_HOME) $(TOTES) down --purge
 	rm -rf $(VENV) .totes .pytest_cache .ruff_cache dbt_warehouse/target dbt_warehouse/logs \
-		infra/aws/cdk.out reports *.egg-info
+		infra/aws/cdk.out reports build *.egg-info

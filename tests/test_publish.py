@@ -130,7 +130,7 @@ def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tm
     seeded(isolated)
     build_marts(isolated, tmp_path / "build")
     database = f"marts_{isolated.warehouse_db}"
-    settings = isolated.settings.with_(extra={"GLUE_DATABASE": database})
+    settings = isolated.settings.with_(glue_database=database)
     today = date(2026, 1, 2)
     publish.publish(settings, run_id="run-1", today=today)
 

@@ -12,7 +12,7 @@ from totes import logs
 Command = Callable[[argparse.Namespace], int]
 
 
-def _stack():  # noqa: ANN202 - imported lazily so `totes --help` stays fast
+def _stack():
     from infra.local.stack import LocalStack
 
     return LocalStack.from_env()
@@ -38,7 +38,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     env = _stack().env()
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
-    print(f"export PATH={shlex.quote(env['PG_BIN'])}:\"$PATH\"")
+    print(f'export PATH={shlex.quote(env["PG_BIN"])}:"$PATH"')
     return 0
 
 

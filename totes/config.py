@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from totes import db
@@ -25,9 +25,9 @@ class Settings:
     warehouse_dsn: str | None = None
     warehouse_secret_arn: str | None = None
     alert_topic_arn: str | None = None
+    glue_database: str = "totes_marts"
     aws_endpoint_url: str | None = None
     region: str = "eu-west-2"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -43,6 +43,7 @@ class Settings:
             warehouse_dsn=env.get("WAREHOUSE_DSN") or None,
             warehouse_secret_arn=env.get("WAREHOUSE_SECRET_ARN") or None,
             alert_topic_arn=env.get("ALERT_TOPIC_ARN") or None,
+            glue_database=env.get("GLUE_DATABASE") or "totes_marts",
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-2",
         )
@@ -53,7 +54,9 @@ class Settings:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=self.region, endpoint_url=self.aws_endpoint_url)
+        # A session per client: boto3's default session is not safe to share across threads.
+        session = boto3.session.Session(region_name=self.region)
+        return session.client(service, endpoint_url=self.aws_endpoint_url)
 
     def totesys_connection(self, **kwargs: Any) -> Any:
         return self._connect("totesys", self.totesys_dsn, self.totesys_secret_arn, **kwargs)

@@ -425,9 +425,8 @@ def parse_interval(text: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from totes import glue
 
-    settings = glue.with_database_from_env(Settings.from_env(), os.environ)
+    settings = Settings.from_env()
     fail_step = os.environ.get(FAIL_STEP_ENV) or None  # test hook, see the module docstring
     steps = default_steps(skip_publish=args.skip_publish)
     work_root = _runs_root()

@@ -9,7 +9,7 @@ awswrangler's catalog functions do the work; its Glue client is pointed at
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -26,14 +26,8 @@ class CatalogError(RuntimeError):
     """Glue refused a database, table or partition; the message names which."""
 
 
-def with_database_from_env(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    """Settings carrying `GLUE_DATABASE` (read at the edge: `Settings.from_env` does not)."""
-    name = environ.get("GLUE_DATABASE") or DEFAULT_DATABASE
-    return settings.with_(extra={**settings.extra, "GLUE_DATABASE": name})
-
-
 def database_name(settings: Settings) -> str:
-    return settings.extra.get("GLUE_DATABASE") or DEFAULT_DATABASE
+    return settings.glue_database or DEFAULT_DATABASE
 
 
 def table_location(bucket: str, table: str) -> str:

@@ -52,7 +52,9 @@ class RunLogger(logging.LoggerAdapter):
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = dict(self.extra or {})
         extra.update(kwargs.pop("extra", None) or {})
-        extra.update({k: kwargs.pop(k) for k in list(kwargs) if k not in ("exc_info", "stack_info")})
+        extra.update(
+            {k: kwargs.pop(k) for k in list(kwargs) if k not in ("exc_info", "stack_info")}
+        )
         kwargs["extra"] = extra
         return msg, kwargs
 

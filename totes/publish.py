@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,7 +164,7 @@ def publish_docs(
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """AWS entry point (the state machine's publish step): `{"run_id": ...}` in, counts out."""
     logs.configure()
-    settings = glue.with_database_from_env(Settings.from_env(), os.environ)
+    settings = Settings.from_env()
     run_id = event.get("run_id") if isinstance(event, Mapping) else None
     result = publish(settings, run_id=run_id)
     return {
@@ -445,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
     logs.configure()
-    settings = glue.with_database_from_env(Settings.from_env(), os.environ)
+    settings = Settings.from_env()
     run_id = args.run_id or logs.new_run_id()
     if args.docs:
         docs = {n: args.docs / n for n in ("index.html", "manifest.json", "catalog.json")}

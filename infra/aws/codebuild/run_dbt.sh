@@ -121,15 +121,22 @@ phase_docs() {
     dbt_cmd docs generate --static
 }
 
+# The lake is immutable: every build's site goes to its own prefix
+# docs/<yyyy>/<mm>/<dd>/<build id>/ (the newest prefix is the current site), written with
+# IfNoneMatch so nothing is ever overwritten; the same layout as totes.publish.publish_docs.
 phase_publish_docs() {
     require PROCESSED_BUCKET
-    TARGET_DIR="$TARGET_DIR" DOCS_PREFIX="$DOCS_PREFIX" "$PYTHON" - <<'PY'
-import json, os, pathlib, sys
+    TARGET_DIR="$TARGET_DIR" DOCS_PREFIX="$DOCS_PREFIX" \
+        BUILD_ID="${EXECUTION_ID:-${CODEBUILD_BUILD_ID:-manual-$(date -u +%Y%m%dT%H%M%SZ)}}" \
+        "$PYTHON" - <<'PY'
+import datetime as dt, json, os, pathlib, re, sys
 
 import boto3
 
 target = pathlib.Path(os.environ["TARGET_DIR"])
-bucket, prefix = os.environ["PROCESSED_BUCKET"], os.environ["DOCS_PREFIX"]
+bucket = os.environ["PROCESSED_BUCKET"]
+build_id = re.sub(r"[^A-Za-z0-9._-]", "-", os.environ["BUILD_ID"].rsplit(":", 1)[-1])
+prefix = f"{os.environ['DOCS_PREFIX']}{dt.datetime.now(dt.UTC):%Y/%m/%d}/{build_id}/"
 files = {
     "index.html": "text/html; charset=utf-8",
     "static_index.html": "text/html; charset=utf-8",
@@ -144,7 +151,8 @@ uploaded = 0
 for name, content_type in files.items():
     path = target / name
     if path.exists():
-        s3.upload_file(str(path), bucket, prefix + name, ExtraArgs={"ContentType": content_type})
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=path.read_bytes(),
+                      ContentType=content_type, IfNoneMatch="*")
         uploaded += 1
 print(json.dumps({"level": "INFO", "logger": "run_dbt", "message": "docs published",
                   "bucket": bucket, "prefix": prefix, "files": uploaded}))
