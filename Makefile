@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install demo test lint pytest warehouse-check fmt bench docs report synth deploy \
-	lambda-deps clean
+	lambda-deps browser-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (i
 	$(TOTES) up
 	$(TOTES) seed --scale 1 --seed 42 --if-empty
 	$(TOTES) run
-	$(TOTES) report
+	$(TOTES) report --out reports
 	$(TOTES) status
 
 test: $(STAMP) lint pytest warehouse-check ## everything CI runs
@@ -43,8 +43,7 @@ lint: $(STAMP) ## ruff (Python)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-pytest: $(STAMP) ## the pytest suites (real PostgreSQL, real moto server, CDK assertions, cfn-lint)
-	bash tests/support/ensure_chromium.sh || echo "chromium unavailable: browser tests will say so"
+pytest: $(STAMP) browser-deps ## pytest suites (real PostgreSQL + moto, CDK assertions, cfn-lint)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # dbt build on a seeded, loaded warehouse of its own, then sqlfluff (its dbt templater connects).
@@ -87,8 +86,22 @@ deploy: lambda-deps ## deploy to AWS: make deploy ALERT_EMAIL=you@example.org [S
 	cd infra/aws && npx --yes aws-cdk@2 deploy --app "../../$(BIN)/python app.py" \
 		-c stage=$(STAGE) -c alert_email=$(ALERT_EMAIL) $(CDK_ARGS)
 
-report: $(STAMP) ## the business dashboard from the current marts
-	$(TOTES) report
+report: $(STAMP) ## the business dashboard from the marts: reports/report.html + charts/*.png
+	$(TOTES) report --out reports
+
+DOCS_PORT ?= 8080
+DOCS_TARGET := $(CURDIR)/dbt_warehouse/target/docs
+
+docs: $(STAMP) ## build the dbt docs site and serve it on http://127.0.0.1:$(DOCS_PORT)
+	set -a && eval "$$($(TOTES) env)" && set +a && \
+		$(BIN)/dbt docs generate --static $(DBT_FLAGS) --target-path $(DOCS_TARGET)
+	@echo "docs as a file: $(DOCS_TARGET)/static_index.html"
+	set -a && eval "$$($(TOTES) env)" && set +a && \
+		$(BIN)/dbt docs serve $(DBT_FLAGS) --target-path $(DOCS_TARGET) \
+		--host 127.0.0.1 --port $(DOCS_PORT) --no-browser
+
+browser-deps: ## headless Chromium for the browser tests (Debian packages; skipped where impossible)
+	bash tests/support/ensure_chromium.sh
 
 clean: ## stop the stacks and delete every generated file
 	-@test -x $(TOTES) && $(TOTES) down --purge

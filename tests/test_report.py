@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def loaded(stack) -> Iterator[Loaded]:
     seed(source, scale=0.05, seed=11)
     _cycle(settings)
     _change_source(source)
+    time.sleep(3)  # the extract reads up to a horizon 1 s behind the clock (ingest/watermark.py)
     _cycle(settings)
     source.close()
     yield Loaded(settings, env, settings.totesys_dsn or "")
@@ -219,7 +221,7 @@ def test_report_draws_every_question_as_png_with_its_data(report: Path):
 @pytest.mark.slow
 def test_html_report_is_self_contained_with_code_hidden(report: Path):
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(CHARTS)
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', html)) == len(CHARTS)
     assert "<script src=" not in html  # no CDN (require.js, MathJax): it opens offline
     assert "board.ask(" not in html  # inputs excluded
     for name in CHARTS:

@@ -10,6 +10,7 @@ ru_maxrss from wait4; the server's memory is not counted for anyone), median of 
 
   extract          ingest.extract.extract_table: the extract's whole table path, to a scratch
                    bucket (no manifest), including the child's Python start-up and imports
+  extract, per-row the same with server_chunks=False: plain COPY csv, one pg8000 message a row
   raw COPY (psql)  psql \\copy (select * from sales_order) to /dev/null
   awswrangler      awswrangler.postgresql.read_sql_query over a pg8000 connection
 """
@@ -57,6 +58,8 @@ def main() -> int:
     contenders = {
         "extract": [sys.executable, __file__, "--child", "extract"]
         + (["--workers", str(args.workers)] if args.workers else []),
+        "extract, per-row": [sys.executable, __file__, "--child", "extract-per-row"]
+        + (["--workers", str(args.workers)] if args.workers else []),
         "raw COPY (psql)": [
             psql, "-X", "-q", settings.totesys_dsn or "",
             "-c", f"\\copy (select * from {TABLE}) to /dev/null",
@@ -101,20 +104,23 @@ def run_child(which: str, workers: int | None) -> int:
     from totes.config import Settings
 
     settings = Settings.from_env()
-    if which == "extract":
+    if which.startswith("extract"):
         from ingest.extract import ExtractOptions, extract_table
 
-        options = ExtractOptions() if workers is None else ExtractOptions(workers=workers)
+        options = ExtractOptions(
+            workers=ExtractOptions().workers if workers is None else workers,
+            server_chunks=which == "extract",
+        )
         result = extract_table(settings, TABLE, options=options)
         print(result, file=sys.stderr)
     else:
         import awswrangler as wr
-        import pg8000.dbapi
+        import pg8000
 
         from totes.db import parse_dsn
 
         params = parse_dsn(settings.totesys_dsn or "")
-        con = pg8000.dbapi.connect(
+        con = pg8000.connect(
             user=params.user, database=params.database, unix_sock=params.unix_socket,
             host=None if params.unix_socket else params.host, password=params.password,
         )  # fmt: skip
