@@ -36,6 +36,7 @@ from totes.db import qualified, quote_ident
 BLOCK_BYTES = 8 << 20
 CHUNK_KEYS = 16_384  # ids per server-side chunk: ~2 MB of CSV for a totesys table
 BATCH_ROWS = 131_072  # rows per yielded batch (and Parquet row group) on the chunked path
+QUEUE_DEPTH = 16  # chunks in flight per stream: the server runs ahead while Parquet is written
 WATERMARK_COLUMN = "last_updated"
 _INTEGER_TYPES = ("int2", "int4", "int8")
 
@@ -75,7 +76,7 @@ def stream_batches(
             return
         rows = replace(rows, key_low=span[0], key_high=span[1] + 1)
     sql = _bind_slice(conn, table, rows, chunked=chunked)
-    source = _BlockQueue()
+    source = _BlockQueue(depth=QUEUE_DEPTH if chunked else 2)  # plain blocks are 8 MB
     copier = threading.Thread(
         target=_copy_into,
         args=(conn, sql, source, block_bytes, chunked),
