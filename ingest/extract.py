@@ -16,6 +16,7 @@ from typing import Any
 
 from ingest import manifest as manifests
 from ingest import metrics
+from ingest.carry import Carry, carry_key, read_carry, write_carry
 from ingest.catalog import Table, discover_tables
 from ingest.parquet_parts import ROWS_PER_FILE, PartFile, part_key, write_parts
 from ingest.stream import Slice, integer_key, key_span, stream_batches
@@ -230,6 +231,10 @@ class _Run:
         low = table_low(latest, table.name, overlap_s=self.options.overlap_s)
         # A committed high never moves back, even if this run's horizon is earlier.
         high = max(horizon.high, low) if low is not None else horizon.high
+        # Every visible row since `low` ships now; those at/above `high` are remembered so the
+        # next run (which starts at `high`) does not ship them again (ingest/carry.py).
+        previous = _table_entry(latest, table.name) if low is not None else None
+        carry = Carry(table, read_carry(self.s3, self.settings.ingestion_bucket, previous), high)
         parts = itertools.count()
         lock = threading.Lock()
 
@@ -238,15 +243,23 @@ class _Run:
                 part = next(parts)
             return part_key(SOURCE, table.name, self.run_id, self.day, part)
 
-        slices = self._slices(table, low, high)
+        slices = self._slices(table, low)
         if len(slices) == 1:
-            files = self._write(self.conn, table, slices[0], next_key)
+            files = self._write(self.conn, table, slices[0], next_key, carry)
         else:
             with ThreadPoolExecutor(len(slices), thread_name_prefix=table.name) as pool:
                 chunks = pool.map(
-                    lambda s: self._write_on_own_connection(table, s, next_key), slices
+                    lambda s: self._write_on_own_connection(table, s, next_key, carry), slices
                 )
                 files = sorted(itertools.chain.from_iterable(chunks), key=lambda f: f.key)
+        carried = carry.next_carry()
+        carry_entry = (
+            write_carry(
+                self.s3, self.settings.ingestion_bucket, carry_key(table.name, self.run_id), carried
+            )
+            if carried is not None
+            else None
+        )
         rows = sum(f.rows for f in files)
         size = sum(f.bytes for f in files)
         duration = round(time.perf_counter() - started, 3)
@@ -268,12 +281,13 @@ class _Run:
             "watermark": {"low": low, "high": high},
             "rows": rows,
             "files": [f.describe() for f in files],
+            "carry": carry_entry,
         }
         return entry, TableResult(table.name, rows, len(files), size, low, high, duration)
 
-    def _slices(self, table: Table, low: str | None, high: str) -> list[Slice]:
+    def _slices(self, table: Table, low: str | None) -> list[Slice]:
         """One slice, or key ranges of a large table with a single integer key."""
-        whole = Slice(low, high)
+        whole = Slice(low)
         if self.options.workers < 2 or integer_key(table) is None:
             return [whole]
         span = key_span(self.conn, table)
@@ -281,13 +295,14 @@ class _Run:
             return [whole]
         first, last = span
         step = (last - first) // self.options.workers + 1
-        return [Slice(low, high, start, start + step) for start in range(first, last + 1, step)]
+        return [Slice(low, None, start, start + step) for start in range(first, last + 1, step)]
 
     def _write(
-        self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str]
+        self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
     ) -> list[PartFile]:
+        batches = stream_batches(conn, table, rows, server_chunks=self.options.server_chunks)
         return write_parts(
-            stream_batches(conn, table, rows, server_chunks=self.options.server_chunks),
+            (carry.filter(batch) for batch in batches),
             table.arrow_schema,
             s3=self.s3,
             bucket=self.settings.ingestion_bucket,
@@ -296,15 +311,19 @@ class _Run:
         )
 
     def _write_on_own_connection(
-        self, table: Table, rows: Slice, next_key: Callable[[], str]
+        self, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
     ) -> list[PartFile]:
         conn = self.settings.totesys_connection(application_name="totes-extract", timeout=None)
         try:
             # The same snapshot as the main transaction: the slices add up to one consistent
             # read, whatever commits meanwhile.
             begin_snapshot(conn, self.snapshot_id)
-            files = self._write(conn, table, rows, next_key)
+            files = self._write(conn, table, rows, next_key, carry)
             conn.run("rollback")
             return files
         finally:
             conn.close()
+
+
+def _table_entry(manifest: dict[str, Any] | None, table: str) -> dict[str, Any] | None:
+    return next((t for t in (manifest or {}).get("tables", ()) if t.get("table") == table), None)

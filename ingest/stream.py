@@ -43,11 +43,12 @@ _INTEGER_TYPES = ("int2", "int4", "int8")
 
 @dataclass(frozen=True)
 class Slice:
-    """Which rows of a table: `low <= last_updated < high` (low None: from the beginning),
-    optionally only primary keys in `[key_low, key_high)` (integer single-column keys)."""
+    """Which rows of a table: `low <= last_updated` (low None: from the beginning), below
+    `high` when one is given, optionally only primary keys in `[key_low, key_high)`
+    (integer single-column keys). The pipeline reads with no `high`: every visible row."""
 
     low: str | None
-    high: str
+    high: str | None = None
     key_low: int | None = None
     key_high: int | None = None
 
@@ -123,9 +124,12 @@ def _bind_slice(conn: Any, table: Table, rows: Slice, *, chunked: bool) -> str:
     subquery `p` (a current_setting() in the WHERE clause would be re-evaluated per row)."""
     if table.column(WATERMARK_COLUMN) is None:
         raise StreamError(f"{table.schema}.{table.name} has no {WATERMARK_COLUMN} column")
-    values = {"high": (rows.high, "timestamp")}
+    values: dict[str, tuple[str, str]] = {}
     watermark = f"t.{quote_ident(WATERMARK_COLUMN)}"
-    where = [f"{watermark} < p.high"]
+    where = ["true"]
+    if rows.high is not None:
+        values["high"] = (rows.high, "timestamp")
+        where.append(f"{watermark} < p.high")
     if rows.low is not None:
         values["low"] = (rows.low, "timestamp")
         where.append(f"{watermark} >= p.low")
@@ -135,8 +139,12 @@ def _bind_slice(conn: Any, table: Table, rows: Slice, *, chunked: bool) -> str:
         values["chunk"] = (str(CHUNK_KEYS), "bigint")
     for name, (value, _) in values.items():
         conn.run("select set_config(:name, :value, true)", name=f"totes.{name}", value=value)
-    bound = ", ".join(
-        f"current_setting('totes.{name}')::{kind} as {name}" for name, (_, kind) in values.items()
+    bound = (
+        ", ".join(
+            f"current_setting('totes.{name}')::{kind} as {name}"
+            for name, (_, kind) in values.items()
+        )
+        or "1 as unbounded"
     )
     source = f"{qualified(table.schema, table.name)} as t"
     if not chunked:

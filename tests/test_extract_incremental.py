@@ -91,6 +91,33 @@ def test_a_row_committed_late_with_an_older_stamp_is_still_extracted(isolated, t
     assert codes.count("CHF") == 1
 
 
+def test_rows_committed_while_an_older_transaction_is_open_ship_in_that_run_and_only_once(
+    isolated, totesys
+):
+    run_extract(isolated.settings, options=OPTIONS)
+    before = source_versions(totesys, "sales_order", "sales_order_id")
+    writer = isolated.totesys()
+    writer.run("start transaction")  # holds the horizon back to its start...
+    writer.run("select 1")
+    simulate(totesys, orders=3, updates=2, seed=8)  # ...while these commit after it started
+    settle(totesys)
+    committed = source_versions(totesys, "sales_order", "sales_order_id") - before
+
+    during = run_extract(isolated.settings, options=OPTIONS)
+    writer.run("commit")
+    writer.close()
+    settle(totesys)
+    run_extract(isolated.settings, options=OPTIONS)
+
+    s3, bucket = lake(isolated)
+    shipped_during = entry(manifests(s3, bucket)[1], "sales_order")
+    assert committed and during.committed
+    assert shipped_during["rows"] == len(committed), "committed rows ship in the next run"
+    assert shipped_during["carry"]["rows"] >= len(committed), "and are remembered as shipped"
+    extracted = versions(s3, bucket, "sales_order", "sales_order_id")
+    assert len(extracted) == len(set(extracted)), "the run after does not ship them again"
+
+
 def test_a_table_added_to_the_source_is_picked_up_from_its_first_row(isolated, totesys):
     run_extract(isolated.settings, options=OPTIONS)
     totesys.run(

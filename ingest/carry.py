@@ -1,0 +1,101 @@
+"""Versions already shipped at or above the committed watermark, so no run ships one twice.
+
+A run extracts every row visible to its snapshot with `last_updated >= low`, including rows
+stamped at or after its own `high`: they are committed, so they must reach the warehouse in
+this cycle (spec guarantee 1), even when an older open transaction holds `high` back. The next
+run starts at `low` = this `high` and would read those rows again. So each run records the
+(primary key, last_updated) of every version it ships at or above `high` in a small Parquet
+file, `_carry/<table>/<run_id>.parquet`, named in the manifest; the next run drops those
+versions from its stream and carries forward the ones still at or above its own `high`.
+Filtering is vectorised per batch (Arrow `is_in` on a joined key), never per row in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest.catalog import Table
+from ingest.stream import WATERMARK_COLUMN
+from ingest.watermark import parse_ts
+
+PREFIX = "_carry/"
+
+
+def carry_key(table: str, run_id: str) -> str:
+    return f"{PREFIX}{table}/{run_id}.parquet"
+
+
+class Carry:
+    """Filters one table's batches against the previous carry and collects the next one.
+
+    Safe to share between the threads streaming a table's key ranges in parallel."""
+
+    def __init__(self, table: Table, previous: pa.Table | None, high: str) -> None:
+        self.columns = [*table.primary_key, WATERMARK_COLUMN]
+        unit = table.arrow_schema.field(WATERMARK_COLUMN).type
+        self.high = pa.scalar(parse_ts(high), type=unit)
+        self.previous = (
+            None
+            if previous is None
+            else previous.cast(pa.schema([table.arrow_schema.field(name) for name in self.columns]))
+        )
+        self.shipped = None if self.previous is None else _version_ids(self.previous, self.columns)
+        self.kept: list[pa.Table] = []
+        self.lock = threading.Lock()
+
+    def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch without versions shipped before; remembers its versions at/above high."""
+        if self.shipped is not None and len(self.shipped):
+            fresh = pc.invert(pc.is_in(_version_ids(batch, self.columns), value_set=self.shipped))
+            batch = batch.filter(fresh)
+        above = batch.filter(pc.greater_equal(batch.column(WATERMARK_COLUMN), self.high))
+        if above.num_rows:
+            with self.lock:
+                self.kept.append(pa.Table.from_batches([above.select(self.columns)]))
+        return batch
+
+    def next_carry(self) -> pa.Table | None:
+        """Versions the next run must not ship again: this run's and the previous carry's
+        still at or above `high`. None when there are none."""
+        tables = list(self.kept)
+        if self.previous is not None:
+            still = pc.greater_equal(self.previous.column(WATERMARK_COLUMN), self.high)
+            tables.append(self.previous.filter(still))
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return None
+        return pa.concat_tables([t.cast(tables[0].schema) for t in tables])
+
+
+def read_carry(s3: Any, bucket: str, entry: dict[str, Any] | None) -> pa.Table | None:
+    """The carry a manifest's table entry names, or None (none, or an older manifest)."""
+    carry = (entry or {}).get("carry")
+    if not carry:
+        return None
+    body = s3.get_object(Bucket=bucket, Key=carry["key"])["Body"].read()
+    if hashlib.sha256(body).hexdigest() != carry["sha256"]:
+        raise ValueError(f"carry file {carry['key']} does not match its manifest's sha256")
+    return pq.read_table(io.BytesIO(body))
+
+
+def write_carry(s3: Any, bucket: str, key: str, table: pa.Table) -> dict[str, Any]:
+    """Upload the carry (never overwriting) and return its manifest entry."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    body = sink.getvalue()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    return {"key": key, "rows": table.num_rows, "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def _version_ids(data: pa.Table | pa.RecordBatch, columns: list[str]) -> pa.Array:
+    """One string per row: its key columns and last_updated, joined."""
+    parts = [pc.cast(data.column(name), pa.string()) for name in columns]
+    joined = pc.binary_join_element_wise(*parts, "\x1f")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
