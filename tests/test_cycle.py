@@ -59,6 +59,8 @@ def alerts(isolated, queue_url: str) -> list[dict]:
     received = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
     ).get("Messages", [])
+    for message in received:  # consumed: a later read sees only newer alerts
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     envelopes = [json.loads(m["Body"]) for m in received]
     return [{"subject": e.get("Subject"), **json.loads(e["Message"])} for e in envelopes]
 
