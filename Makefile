@@ -44,12 +44,12 @@ lint: $(STAMP) ## ruff (Python)
 	$(BIN)/ruff format --check .
 
 pytest: $(STAMP) browser-deps ## pytest suites (real PostgreSQL + moto, CDK assertions, cfn-lint)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # dbt build on a seeded, loaded warehouse of its own, then sqlfluff (its dbt templater connects).
 warehouse-check: $(STAMP) ## dbt build + source freshness + sqlfluff against a local warehouse
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
-	TOTES_HOME=$(CHECK_HOME) $(TOTES) seed --scale 0.2 --seed 7 --if-empty
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) seed --scale 0.05 --seed 7 --if-empty
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) run
 	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
 		$(BIN)/dbt build $(DBT_FLAGS) && \

@@ -34,6 +34,9 @@ from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION
 from totes import db
 from totes.config import Settings
 
+# One worker runs the whole module, so its loaded-warehouse fixture runs once.
+pytestmark = pytest.mark.xdist_group(name="report")
+
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT = ROOT / "dbt_warehouse"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

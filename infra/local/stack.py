@@ -366,8 +366,7 @@ class LocalStack:
         pid = self._s3_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(pid).wait(timeout=60)
+            _wait_gone(pid, timeout=60)
         self.s3_pid_file.unlink(missing_ok=True)
 
     def _ensure_aws_resources(self) -> None:
@@ -412,3 +411,17 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait for a process to exit. One whose parent has not reaped it yet (a zombie, when the
+    stack was started by a longer-lived process such as a test run) counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise StackError(f"the S3 endpoint (pid {pid}) did not stop within {timeout:.0f} s")
