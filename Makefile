@@ -35,29 +35,36 @@ demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (i
 	$(TOTES) run
 	$(TOTES) report --out reports
 	$(TOTES) status
+	@echo
+	@echo "marts:   schema marts in the warehouse: eval \"\$$($(TOTES) env)\" && psql \"\$$WAREHOUSE_DSN\""
+	@echo "report:  $(CURDIR)/reports/report.html (charts in reports/charts/)"
+	@echo "docs:    make docs (http://127.0.0.1:8080); the site is also in s3://totes-processed/docs/"
 
 test: $(STAMP) lint pytest warehouse-check ## everything CI runs
 	@echo "make test: every check passed"
 
-lint: $(STAMP) ## ruff (Python)
+lint: $(STAMP) ## ruff, and sqlfluff (its dbt templater connects to a local warehouse)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
+	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
+		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros
 
 pytest: $(STAMP) browser-deps ## pytest suites (real PostgreSQL + moto, CDK assertions, cfn-lint)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# dbt build on a seeded, loaded warehouse of its own, then sqlfluff (its dbt templater connects).
-warehouse-check: $(STAMP) ## dbt build + source freshness + sqlfluff against a local warehouse
+# A full cycle on a seeded warehouse of its own, then dbt build and source freshness again
+# exactly as a data engineer (or the CodeBuild job) runs them; the stack is purged after.
+warehouse-check: $(STAMP) ## totes run, dbt build, dbt source freshness on a local warehouse
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) seed --scale 0.05 --seed 7 --if-empty
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) run
 	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
 		$(BIN)/dbt build $(DBT_FLAGS) && \
-		$(BIN)/dbt source freshness $(DBT_FLAGS) && \
-		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros
+		$(BIN)/dbt source freshness $(DBT_FLAGS)
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) down --purge
 
-fmt: $(STAMP) ## format Python and SQL
+fmt: $(STAMP) ## format Python (SQL: cd dbt_warehouse && sqlfluff fix)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 

@@ -28,7 +28,7 @@ DBT="${DBT:-$(pick dbt)}"
 PYTHON="${PYTHON:-$(pick python)}"
 PROJECT_DIR="${DBT_PROJECT_DIR:-dbt_warehouse}"
 PROFILES_DIR="${DBT_PROFILES_DIR:-dbt_warehouse}"
-TARGET_DIR="$PROJECT_DIR/target"
+TARGET_DIR="${DBT_TARGET_PATH:-$PROJECT_DIR/target}"  # dbt itself honours DBT_TARGET_PATH too
 DOCS_PREFIX="${DOCS_PREFIX:-docs/}"
 
 log() { # log <level> <message>: one JSON line, like the Lambdas' logs
