@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 from totes import logs
 
@@ -63,9 +64,23 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     return commands.registrars()
 
 
+def default_to_local_stack(environ: MutableMapping[str, str]) -> None:
+    """Fill the variables the environment does not set from the local stack, when one has
+    been created under TOTES_HOME: `totes up && totes seed && totes run` works without
+    `eval "$(totes env)"`. Variables already set (a real database, AWS) always win."""
+    stack = _stack()
+    if not stack.state_file.exists():
+        return
+    for name, value in stack.env().items():
+        if name != "PG_BIN":
+            environ.setdefault(name, value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
     args = build_parser().parse_args(argv)
+    if args.command not in ("up", "down", "env"):
+        default_to_local_stack(os.environ)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
