@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from infra.local.totesys.schema import TOTESYS_TABLES
+from infra.local.totesys.seed import seed
+from ingest.extract import run_extract
+from lambda_loader.load import run_load
 
-extract = pytest.importorskip("ingest.extract")
-seed_module = pytest.importorskip("infra.local.totesys.seed")
-
-from lambda_loader.load import run_load  # noqa: E402
-
-TABLES = (
-    "address",
-    "counterparty",
-    "currency",
-    "department",
-    "design",
-    "payment_type",
-    "staff",
-    "sales_order",
-    "purchase_order",
-    "transaction",
-    "payment",
-)
+TABLES = TOTESYS_TABLES
 
 
 def _source_rows(conn, table: str) -> list[list]:
@@ -42,9 +28,9 @@ _ENUMS = {"payment_type": ("payment_type_name",), "transaction": ("transaction_t
 
 def test_an_extract_arrives_in_raw_with_every_value_intact(isolated):
     source = isolated.totesys()
-    seed_module.seed(source, scale=0.02, seed=7)  # creates the schema too
-    assert extract.run_extract(isolated.settings).committed
-    assert extract.run_extract(isolated.settings).committed  # nothing changed: an empty run
+    seed(source, scale=0.02, seed=7)  # creates the schema too
+    assert run_extract(isolated.settings).committed
+    assert run_extract(isolated.settings).committed  # nothing changed: an empty run
 
     result = run_load(isolated.settings)
 

@@ -16,21 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from infra.local.totesys.schema import TOTESYS_TABLES
 from totes.db import quote_ident
 
-TABLES = (
-    "address",
-    "counterparty",
-    "currency",
-    "department",
-    "design",
-    "payment_type",
-    "staff",
-    "sales_order",
-    "purchase_order",
-    "transaction",
-    "payment",
-)
+TABLES = TOTESYS_TABLES
 
 _LEDGER_DDL = (
     "create schema if not exists raw",
