@@ -57,3 +57,25 @@ from new_versions
     from {{ relation }}
     order by {{ key_column }} asc, last_updated desc, version_id desc
 {%- endmacro %}
+
+
+{#
+    The versions a fact has not loaded yet: every version on a full build; on an incremental
+    build only those with a larger version id than any record here (ids are assigned once, in
+    ascending order, by the intermediate model), and never one whose record already exists,
+    so a re-run adds nothing.
+#}
+{% macro new_fact_versions(versions, record_id) %}
+    select int_versions.*
+    from {{ versions }} as int_versions
+    {% if is_incremental() %}
+        where
+            int_versions.version_id > (
+                select coalesce(max(existing.{{ record_id }}), 0) from {{ this }} as existing
+            )
+            and not exists (
+                select 1 from {{ this }} as existing
+                where existing.{{ record_id }} = int_versions.version_id
+            )
+    {% endif %}
+{% endmacro %}

@@ -8,21 +8,9 @@
 
 -- One row per source row version. The record id is the version id assigned once in
 -- int_sales_order__versions, so it never changes, even if this table is rebuilt. An
--- incremental build reads only versions with a larger id than any already here, and the
--- anti-join on the primary key makes a re-run add nothing.
+-- incremental build reads only the versions it has not loaded (macro new_fact_versions).
 with versions as (
-    select int_versions.*
-    from {{ ref('int_sales_order__versions') }} as int_versions
-    {% if is_incremental() %}
-        where
-            int_versions.version_id > (
-                select coalesce(max(existing.sales_record_id), 0) from {{ this }} as existing
-            )
-            and not exists (
-                select 1 from {{ this }} as existing
-                where existing.sales_record_id = int_versions.version_id
-            )
-    {% endif %}
+    {{ new_fact_versions(ref('int_sales_order__versions'), 'sales_record_id') }}
 )
 
 select
