@@ -16,6 +16,11 @@ from ingest.extract import ExtractOptions
 OPTIONS = ExtractOptions(margin_s=0.0)
 
 
+def lake(isolated: Any) -> tuple[Any, str]:
+    """The S3 client and ingestion bucket of a test's isolated stack."""
+    return isolated.s3(), isolated.settings.ingestion_bucket
+
+
 def manifests(s3: Any, bucket: str) -> list[dict[str, Any]]:
     return [
         json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())

@@ -8,7 +8,16 @@ import sys
 import threading
 
 import pytest
-from extract_lake import OPTIONS, data_keys, entry, manifests, settle, source_versions, versions
+from extract_lake import (
+    OPTIONS,
+    data_keys,
+    entry,
+    lake,
+    manifests,
+    settle,
+    source_versions,
+    versions,
+)
 
 from infra.local.totesys.seed import seed
 from infra.local.totesys.simulate import simulate
@@ -30,10 +39,6 @@ def totesys(isolated):
     settle(conn)
     yield conn
     conn.close()
-
-
-def lake(isolated):
-    return isolated.s3(), isolated.settings.ingestion_bucket
 
 
 def test_the_manifest_follows_the_contract(isolated, totesys):

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from extract_lake import OPTIONS, data_keys, entry, manifests, settle, source_versions, versions
+from extract_lake import (
+    OPTIONS,
+    data_keys,
+    entry,
+    lake,
+    manifests,
+    settle,
+    source_versions,
+    versions,
+)
 
 from infra.local.totesys.seed import seed
 from infra.local.totesys.simulate import simulate
@@ -17,10 +26,6 @@ def totesys(isolated):
     settle(conn)
     yield conn
     conn.close()
-
-
-def lake(isolated):
-    return isolated.s3(), isolated.settings.ingestion_bucket
 
 
 def test_a_run_with_no_changes_writes_only_a_manifest(isolated, totesys):
