@@ -27,6 +27,7 @@ from ingest.watermark import (
     read_horizon,
     table_low,
 )
+from totes import db
 from totes.config import Settings
 from totes.logs import new_run_id, run_logger
 
@@ -44,20 +45,16 @@ class ExtractOptions:
     parallel_min_rows: int = 200_000  # key span below which one stream is enough
     rows_per_file: int = ROWS_PER_FILE
     schema: str = "public"
-    # Rows aggregated into chunks by the server (far fewer protocol messages for pg8000) for
-    # tables with an integer key; False: plain per-row CSV COPY, lighter on the database.
-    server_chunks: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ExtractOptions:
-        """`EXTRACT_SAFETY_LAG_S`, `EXTRACT_OVERLAP_S`, `EXTRACT_WORKERS`,
-        `EXTRACT_SERVER_CHUNKS`: read at the edges (handler, CLI), never below them."""
+        """`EXTRACT_SAFETY_LAG_S`, `EXTRACT_OVERLAP_S`, `EXTRACT_WORKERS`: read at the edges
+        (handler, CLI), never below them."""
         base = cls()
         return cls(
             safety_lag_s=float(environ.get("EXTRACT_SAFETY_LAG_S", base.safety_lag_s)),
             overlap_s=float(environ.get("EXTRACT_OVERLAP_S", base.overlap_s)),
             workers=int(environ.get("EXTRACT_WORKERS", base.workers)),
-            server_chunks=environ.get("EXTRACT_SERVER_CHUNKS", "1") not in ("0", "false"),
         )
 
 
@@ -150,7 +147,7 @@ def extract_table(
         conn.run("rollback")
         return result
     finally:
-        conn.close()
+        db.close(conn)
 
 
 def _extract(
@@ -184,7 +181,7 @@ def _extract(
             results.append(table_result)
         conn.run("rollback")  # read only: nothing to commit; ends the exported snapshot
     finally:
-        conn.close()
+        db.close(conn)
     if after_files is not None:
         after_files()
     committed = manifests.commit_manifest(
@@ -300,7 +297,7 @@ class _Run:
     def _write(
         self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
     ) -> list[PartFile]:
-        batches = stream_batches(conn, table, rows, server_chunks=self.options.server_chunks)
+        batches = stream_batches(conn, table, rows)
         return write_parts(
             (carry.filter(batch) for batch in batches),
             table.arrow_schema,
@@ -322,7 +319,7 @@ class _Run:
             conn.run("rollback")
             return files
         finally:
-            conn.close()
+            db.close(conn)
 
 
 def _table_entry(manifest: dict[str, Any] | None, table: str) -> dict[str, Any] | None:

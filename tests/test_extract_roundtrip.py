@@ -19,6 +19,7 @@ AWKWARD_TEXT = [
     "",
     '"quoted", with comma',
     "line one\nline two\r\nthree",
+    "ends\ndone",  # "\nd" inside a value looks like a COPY message header to the reader
     "Zoë — 東京 🚀",
     "\\N",
     "NULL",

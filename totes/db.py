@@ -9,6 +9,7 @@ PostgreSQL listens on a socket only); any other host gets TLS unless
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from dataclasses import dataclass
@@ -120,6 +121,12 @@ def connect(target: str | ConnectionParams, **kwargs: Any) -> pg8000.native.Conn
         raise DatabaseUnavailableError(
             f"cannot connect to {params.describe()}: {type(err).__name__}: {err}"
         ) from None
+
+
+def close(conn: pg8000.native.Connection) -> None:
+    """Close `conn`, which may already be closed (an abandoned COPY read closes its own)."""
+    with contextlib.suppress(pg8000.exceptions.InterfaceError):
+        conn.close()
 
 
 def quote_ident(name: str) -> str:

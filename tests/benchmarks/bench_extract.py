@@ -5,26 +5,34 @@ Not collected by pytest. Against a running stack (`eval "$(totes env)"`):
     .venv/bin/python tests/benchmarks/bench_extract.py [--scale 100] [--runs 3] [--workers N]
 
 Seeds totesys at `--scale` when sales_order is absent or empty, then times each contender on
-every sales_order row, each run in a child process of its own (peak memory is that child's
-ru_maxrss from wait4; the server's memory is not counted for anyone), median of `--runs`:
+every sales_order row, each run in a child process of its own, median of `--runs`. Peak
+memory is that child's ru_maxrss, read by a small launcher process (a child forked straight
+from this one would inherit this process's RSS high-water mark); the server's memory is not
+counted for anyone.
 
-  extract          ingest.extract.extract_table: the extract's whole table path, to a scratch
-                   bucket (no manifest), including the child's Python start-up and imports
-  extract, per-row the same with server_chunks=False: plain COPY csv, one pg8000 message a row
-  raw COPY (psql)  psql \\copy (select * from sales_order) to /dev/null
-  awswrangler      awswrangler.postgresql.read_sql_query over a pg8000 connection
+  extract           ingest.extract.extract_table: the extract's whole table path, to a scratch
+                    bucket (no manifest), including the child's Python start-up and imports;
+                    "in-process" is the same run timed inside the child (what a warm Lambda
+                    pays)
+  raw COPY (psql)   psql \\copy (select * from sales_order) to /dev/null
+  pg8000 stream=    pg8000's own COPY path, run(copy …, stream=<discard>): no parsing at all
+  awswrangler       awswrangler.postgresql.read_sql_query over a pg8000 connection
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,64 +63,118 @@ def main() -> int:
     )
     env = {**os.environ, "INGESTION_BUCKET": bucket}
     psql = shutil.which("psql") or str(_pg_bin() / "psql")
+    child = [sys.executable, __file__, "--child"]
     contenders = {
-        "extract": [sys.executable, __file__, "--child", "extract"]
-        + (["--workers", str(args.workers)] if args.workers else []),
-        "extract, per-row": [sys.executable, __file__, "--child", "extract-per-row"]
-        + (["--workers", str(args.workers)] if args.workers else []),
+        "extract": [*child, "extract"] + (["--workers", str(args.workers)] if args.workers else []),
         "raw COPY (psql)": [
             psql, "-X", "-q", settings.totesys_dsn or "",
             "-c", f"\\copy (select * from {TABLE}) to /dev/null",
         ],
-        "awswrangler": [sys.executable, __file__, "--child", "awswrangler"],
+        "pg8000 stream=": [*child, "pg8000-stream"],
+        "awswrangler": [*child, "awswrangler"],
     }  # fmt: skip
     if args.skip_wrangler:
         del contenders["awswrangler"]
     print(f"{TABLE}: {rows:,} rows; median of {args.runs} runs, each a fresh child process")
-    results = {}
+    results: dict[str, tuple[float, float]] = {}
+    rss_halves: dict[str, tuple[float, float]] = {}
     for name, command in contenders.items():
         runs = [timed(command, env) for _ in range(args.runs)]
         results[name] = (
-            statistics.median(r[0] for r in runs),
-            statistics.median(r[1] for r in runs),
+            statistics.median(r.seconds for r in runs),
+            statistics.median(r.peak_mb for r in runs),
         )
-        print(f"  {name:<16} runs: " + ", ".join(f"{s:.2f} s" for s, _ in runs), flush=True)
+        print(f"  {name:<16} runs: " + ", ".join(f"{r.seconds:.2f} s" for r in runs), flush=True)
+        inside = [r.in_process_s for r in runs if r.in_process_s is not None]
+        if inside:
+            results[f"{name}, in-process"] = (statistics.median(inside), results[name][1])
+        halves = [r.rss_halves for r in runs if r.rss_halves]
+        if halves:
+            rss_halves[name] = halves[len(halves) // 2]
     raw = results["raw COPY (psql)"][0]
     print()
-    print(f"{'contender':<18}{'seconds':>9}{'rows/s':>12}{'peak MB':>9}{'x raw COPY':>12}")
+    print(f"{'contender':<22}{'seconds':>9}{'rows/s':>12}{'peak MB':>9}{'x raw COPY':>12}")
     for name, (seconds, peak) in results.items():
         print(
-            f"{name:<18}{seconds:>9.2f}{rows / seconds:>12,.0f}{peak:>9.0f}{seconds / raw:>12.2f}"
+            f"{name:<22}{seconds:>9.2f}{rows / seconds:>12,.0f}{peak:>9.0f}{seconds / raw:>12.2f}"
+        )
+    for name, (first, second) in rss_halves.items():
+        print(
+            f"{name}: peak RSS {first:.0f} MB in the first half of the run, {second:.0f} MB in"
+            " the second (flat: memory is bounded by the batch size, not the table)"
         )
     _empty_bucket(s3, bucket)
     return 0
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+# Runs one command and reports its wall time and peak RSS. A small process of its own, so the
+# measured child inherits this launcher's few MB of high-water mark, not the benchmark's.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+out = child.stdout.read()
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": usage.ru_maxrss / 1024,
+                  "code": os.waitstatus_to_exitcode(status), "stdout": out.decode()}))
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_mb: float
+    in_process_s: float | None  # the child's own timing of its work, when it reports one
+    rss_halves: tuple[float, float] | None  # peak RSS (MB) in each half of the child's work
+
+
+def timed(command: list[str], env: dict[str, str]) -> Run:
     """Wall seconds and peak RSS (MB) of one child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{command[:3]} failed with exit code {child.returncode}")
-    return seconds, usage.ru_maxrss / 1024
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *command],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    if report["code"] != 0:
+        raise SystemExit(f"{command[:3]} failed with exit code {report['code']}")
+    inside = json.loads(report["stdout"]) if report["stdout"].startswith("{") else {}
+    halves = inside.get("rss_halves")
+    return Run(
+        report["seconds"],
+        report["peak_mb"],
+        inside.get("in_process_s"),
+        tuple(halves) if halves else None,
+    )
 
 
 def run_child(which: str, workers: int | None) -> int:
     from totes.config import Settings
 
     settings = Settings.from_env()
-    if which.startswith("extract"):
+    started = time.perf_counter()
+    if which == "extract":
+        import boto3  # noqa: F401 - imported before the clock starts, as in a warm Lambda
+
         from ingest.extract import ExtractOptions, extract_table
 
-        options = ExtractOptions(
-            workers=ExtractOptions().workers if workers is None else workers,
-            server_chunks=which == "extract",
-        )
+        sampler = _RssSampler()
+        started = time.perf_counter()  # after the imports: what a warm Lambda pays
+        options = ExtractOptions(workers=ExtractOptions().workers if workers is None else workers)
         result = extract_table(settings, TABLE, options=options)
         print(result, file=sys.stderr)
+        seconds = time.perf_counter() - started
+        print(json.dumps({"in_process_s": seconds, "rss_halves": sampler.halves()}))
+        return 0
+    elif which == "pg8000-stream":
+        from totes import db
+
+        conn = db.connect(settings.totesys_dsn or "", timeout=None)
+        conn.run(f"copy (select * from {TABLE}) to stdout", stream=_Discard())
+        conn.close()
     else:
         import awswrangler as wr
         import pg8000
@@ -126,7 +188,42 @@ def run_child(which: str, workers: int | None) -> int:
         )  # fmt: skip
         frame = wr.postgresql.read_sql_query(f"select * from {TABLE}", con=con)
         print(len(frame), file=sys.stderr)
+    print(json.dumps({"in_process_s": time.perf_counter() - started}))
     return 0
+
+
+class _RssSampler:
+    """Samples this process's resident set every 20 ms from /proc (Linux)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            with open("/proc/self/status") as status:
+                kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            self.samples.append((time.perf_counter(), kb / 1024))
+
+    def halves(self) -> tuple[float, float] | None:
+        self._stop.set()
+        self._thread.join()
+        if len(self.samples) < 4:
+            return None
+        middle = (self.samples[0][0] + self.samples[-1][0]) / 2
+        first = max(mb for at, mb in self.samples if at <= middle)
+        second = max(mb for at, mb in self.samples if at > middle)
+        return first, second
+
+
+class _Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return len(data)
 
 
 def ensure_seeded(settings, scale: float) -> int:
