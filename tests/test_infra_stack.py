@@ -118,12 +118,13 @@ def _flatten(value: object) -> str:
     return "TOKEN"
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is rebuilt whenever xdist interleaves another module's tests.
+@pytest.fixture(scope="session")
 def default(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return Synth(tmp_path_factory.mktemp("cdk-default"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def configured(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return Synth(tmp_path_factory.mktemp("cdk-configured"), context=CONFIGURED)
 

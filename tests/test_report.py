@@ -34,7 +34,9 @@ from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION
 from totes import db
 from totes.config import Settings
 
-# One worker runs the whole module, so its loaded-warehouse fixture runs once.
+# One worker runs the whole module. Its fixtures are session-scoped, not module-scoped: xdist
+# interleaves other modules' tests on that worker, and a module fixture is torn down (and
+# rebuilt, two pipeline cycles) each time the worker moves between modules.
 pytestmark = pytest.mark.xdist_group(name="report")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ class Loaded:
         return db.connect(self.totesys_dsn)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loaded(stack) -> Iterator[Loaded]:
     """A seeded totesys and a warehouse built from it by two real pipeline cycles."""
     tag = uuid.uuid4().hex[:10]
@@ -155,7 +157,7 @@ def _change_source(conn: db.pg8000.native.Connection) -> None:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report(loaded: Loaded, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
     done = _totes_report(loaded.env, out)
@@ -429,7 +431,7 @@ def test_report_without_a_warehouse_configured_fails_clearly(tmp_path):
 # --- in a real browser -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     if not _chromium_runs():
         subprocess.run(["bash", str(ENSURE_CHROMIUM)], check=False, timeout=900)
@@ -498,7 +500,7 @@ class _Page:
         self.errors.append(f"failed to load {url}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def docs_site(loaded: Loaded, tmp_path_factory) -> Path:
     """`dbt docs generate --static` against the loaded warehouse (what `make docs` runs)."""
     target = tmp_path_factory.mktemp("dbt-docs")
@@ -527,7 +529,7 @@ def docs_site(loaded: Loaded, tmp_path_factory) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def docs_server(docs_site: Path) -> Iterator[str]:
     handler = functools.partial(QuietHandler, directory=str(docs_site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -47,10 +47,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="extract key-range streams")
     parser.add_argument("--skip-wrangler", action="store_true")
+    parser.add_argument("--skip-sizes", action="store_true", help="no memory-by-table-size runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--table", default=TABLE, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return run_child(args.child, args.workers)
+        return run_child(args.child, args.workers, args.table)
 
     from totes.config import Settings
 
@@ -64,8 +66,9 @@ def main() -> int:
     env = {**os.environ, "INGESTION_BUCKET": bucket}
     psql = shutil.which("psql") or str(_pg_bin() / "psql")
     child = [sys.executable, __file__, "--child"]
+    extract = [*child, "extract"] + (["--workers", str(args.workers)] if args.workers else [])
     contenders = {
-        "extract": [*child, "extract"] + (["--workers", str(args.workers)] if args.workers else []),
+        "extract": extract,
         "raw COPY (psql)": [
             psql, "-X", "-q", settings.totesys_dsn or "",
             "-c", f"\\copy (select * from {TABLE}) to /dev/null",
@@ -100,11 +103,64 @@ def main() -> int:
         )
     for name, (first, second) in rss_halves.items():
         print(
-            f"{name}: peak RSS {first:.0f} MB in the first half of the run, {second:.0f} MB in"
-            " the second (flat: memory is bounded by the batch size, not the table)"
+            f"{name}: peak RSS {first:.0f} MB in the first half of the run,"
+            f" {second:.0f} MB in the second"
         )
+    if not args.skip_sizes:
+        print_memory_by_size(settings, env, extract)
     _empty_bucket(s3, bucket)
     return 0
+
+
+def print_memory_by_size(settings, env: dict[str, str], extract: list[str]) -> None:
+    """Peak memory of the extract on half, all and twice sales_order's rows: copies of the
+    table made in the benchmark's own totesys (dropped afterwards)."""
+    sizes = {"bench_half": "sales_order_id % 2 = 0", "bench_double": None}
+    _make_size_tables(settings, sizes)
+    try:
+        print()
+        print(f"{'table':<14}{'rows':>12}{'seconds':>9}{'peak MB':>9}  (extract, one run each)")
+        for table in ("bench_half", TABLE, "bench_double"):
+            run = timed([*extract, "--table", table], env)
+            rows = _count(settings, table)
+            print(f"{table:<14}{rows:>12,}{run.seconds:>9.2f}{run.peak_mb:>9.0f}")
+    finally:
+        _make_size_tables(settings, {name: "drop" for name in sizes})
+
+
+def _make_size_tables(settings, sizes: dict[str, str | None]) -> None:
+    from totes import db
+
+    conn = db.connect(settings.totesys_dsn or "", timeout=None)
+    try:
+        for name, how in sizes.items():
+            table = db.quote_ident(name)
+            conn.run(f"drop table if exists {table}")
+            if how == "drop":
+                continue
+            if how is None:  # twice the rows: every row again under a new key
+                conn.run(
+                    f"create table {table} as select * from sales_order union all"
+                    " select sales_order_id + (select max(sales_order_id) from sales_order),"
+                    " created_at, last_updated, design_id, staff_id, counterparty_id, units_sold,"
+                    " unit_price, currency_id, agreed_delivery_date, agreed_payment_date,"
+                    " agreed_delivery_location_id from sales_order"
+                )
+            else:
+                conn.run(f"create table {table} as select * from sales_order where {how}")
+            conn.run(f"alter table {table} add primary key (sales_order_id)")
+    finally:
+        conn.close()
+
+
+def _count(settings, table: str) -> int:
+    from totes import db
+
+    conn = db.connect(settings.totesys_dsn or "", timeout=None)
+    try:
+        return int(conn.run(f"select count(*) from {db.quote_ident(table)}")[0][0])
+    finally:
+        conn.close()
 
 
 # Runs one command and reports its wall time and peak RSS. A small process of its own, so the
@@ -151,7 +207,7 @@ def timed(command: list[str], env: dict[str, str]) -> Run:
     )
 
 
-def run_child(which: str, workers: int | None) -> int:
+def run_child(which: str, workers: int | None, table: str) -> int:
     from totes.config import Settings
 
     settings = Settings.from_env()
@@ -164,7 +220,7 @@ def run_child(which: str, workers: int | None) -> int:
         sampler = _RssSampler()
         started = time.perf_counter()  # after the imports: what a warm Lambda pays
         options = ExtractOptions(workers=ExtractOptions().workers if workers is None else workers)
-        result = extract_table(settings, TABLE, options=options)
+        result = extract_table(settings, table, options=options)
         print(result, file=sys.stderr)
         seconds = time.perf_counter() - started
         print(json.dumps({"in_process_s": seconds, "rss_halves": sampler.halves()}))
