@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -40,7 +41,7 @@ class Carry:
     def __init__(self, table: Table, previous: pa.Table | None, high: str) -> None:
         self.columns = [*table.primary_key, WATERMARK_COLUMN]
         unit = table.arrow_schema.field(WATERMARK_COLUMN).type
-        self.high = pa.scalar(parse_ts(high), type=unit)
+        self.high = _timestamp_scalar(parse_ts(high), unit)
         self.previous = (
             None
             if previous is None
@@ -92,6 +93,22 @@ def write_carry(s3: Any, bucket: str, key: str, table: pa.Table) -> dict[str, An
     body = sink.getvalue()
     s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
     return {"key": key, "rows": table.num_rows, "sha256": hashlib.sha256(body).hexdigest()}
+
+
+_EPOCH = datetime(1970, 1, 1)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _timestamp_scalar(value: datetime, unit: pa.DataType) -> pa.Scalar:
+    """`value` as a scalar of the column's timestamp type, rounded up to its unit, so that
+    `column >= scalar` means `column >= value`. Built from an integer: `pa.scalar(datetime)`
+    imports pandas (~0.5 s on the first extract of a process) to check for its types, and so
+    does any conversion from Python objects; an array over an 8-byte buffer does not."""
+    micros = (value - _EPOCH) // timedelta(microseconds=1)
+    per_second = _PER_SECOND[unit.unit]
+    ticks = -(-micros * per_second // 1_000_000)  # ceiling division
+    buffer = pa.py_buffer(ticks.to_bytes(8, "little", signed=True))
+    return pa.Array.from_buffers(unit, 1, [None, buffer])[0]
 
 
 def _version_ids(data: pa.Table | pa.RecordBatch, columns: list[str]) -> pa.Array:

@@ -110,14 +110,15 @@ def test_a_run_of_messages_is_stripped_to_its_rows():
     rows = [b"1,a\n", b"2,\n", b'3,""\n']
     buf = b"".join(_message(b"d", row) for row in rows) + _message(b"c", b"")
     data, stop = copy_data_run(buf, 0)
-    assert data == b"".join(rows)
+    assert bytes(data) == b"".join(rows)
     assert buf[stop : stop + 1] == b"c"  # the run stops at the first other message
 
 
 def test_a_message_cut_by_the_read_waits():
     whole = _message(b"d", b"1,a\n") + _message(b"d", b"2,b\n")
     cut = whole + _message(b"d", b"3,c\n")[:6]
-    assert copy_data_run(cut, 0) == (b"1,a\n2,b\n", len(whole))
+    data, stop = copy_data_run(cut, 0)
+    assert (bytes(data), stop) == (b"1,a\n2,b\n", len(whole))
 
 
 def test_a_newline_d_inside_a_value_is_never_taken_for_a_message():
@@ -126,4 +127,10 @@ def test_a_newline_d_inside_a_value_is_never_taken_for_a_message():
     buf = first + _message(b"d", b"2,b\n")
     # The chain of lengths skips the "\nd" in the value; the run stops after that message and
     # the caller reads the rest message by message.
-    assert copy_data_run(buf, 0) == (b"0,a\n" + tricky, len(first))
+    data, stop = copy_data_run(buf, 0)
+    assert (bytes(data), stop) == (b"0,a\n" + tricky, len(first))
+
+
+def test_a_row_bigger_than_a_socket_read_comes_through_whole(probe):
+    probe.run("insert into copy_probe values (60001, repeat('tote ', 700000), 1, now())")
+    assert b"".join(copy_out(probe, COPY_SQL)) == pg8000_output(probe, COPY_SQL)

@@ -56,41 +56,47 @@ def copy_out(conn: Any, sql: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator
 
 
 def _blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[bytes]:
-    read = conn._sock.read1
+    readinto = conn._sock.readinto1
     handlers = conn.message_types
-    pending: list[bytes] = []
+    pending: list[Any] = []  # bytes-like pieces of rows, joined into each yielded block
     pending_bytes = 0
-    buf = b""
-    pos = 0
+    buf = bytearray(2 * READ_BYTES)  # reused: the socket reads straight into it
+    filled = pos = 0
+    wanted = READ_BYTES  # more when one message is bigger than a read
     while True:
-        data = _read_some(read)
-        buf = buf[pos:] + data if pos < len(buf) else data
-        pos, end_of_buf = 0, len(buf)
+        if pos:  # keep the unread tail (a cut message) at the front
+            buf[: filled - pos] = buf[pos:filled]
+            filled -= pos
+            pos = 0
+        if len(buf) < filled + wanted:
+            buf.extend(bytes(filled + wanted - len(buf)))
+        filled = _fill(readinto, buf, filled, filled + wanted)
+        wanted = READ_BYTES
         ready = False
         vectorised = True
-        while pos + 5 <= end_of_buf:
+        while pos + 5 <= filled:
             if vectorised and buf[pos] == _COPY_DATA:
-                rows, stop = copy_data_run(buf, pos)
+                rows, pos = copy_data_run(buf, pos, filled)
                 pending.append(rows)
                 pending_bytes += len(rows)
-                pos = stop
                 # What stopped the run (a "\nd" in a value, a message cut by the read, the
                 # end of the COPY) goes message by message for the rest of this read.
                 vectorised = False
                 continue
             # One message; a message cut by the read waits for the next read.
             end = pos + 1 + _unpack_length(buf, pos + 1)[0]
-            if end > end_of_buf:
+            if end > filled:
+                wanted = max(READ_BYTES, end - pos)
                 break
             code = buf[pos]
             if code == _COPY_DATA:
                 pending.append(buf[pos + 5 : end])
                 pending_bytes += end - pos - 5
             elif code not in (_COPY_OUT_RESPONSE, _COPY_DONE):
-                handler = handlers.get(buf[pos : pos + 1])
+                handler = handlers.get(bytes(buf[pos : pos + 1]))
                 if handler is None:
                     raise InterfaceError(f"unexpected protocol message {buf[pos : pos + 1]!r}")
-                handler(buf[pos + 5 : end], context)
+                handler(bytes(buf[pos + 5 : end]), context)
                 ready = code == _READY_FOR_QUERY
             pos = end
         if pending_bytes >= block_bytes or (ready and pending):
@@ -101,39 +107,40 @@ def _blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[bytes]:
             return
 
 
-def _read_some(read: Any) -> bytes:
-    """At least READ_BYTES, or less when the stream has paused on what looks like its last
-    message (ReadyForQuery): the server sends ~8 KB at a time and numpy pays per call, but
-    waiting for more after the end would wait forever. A row that merely ends like a
-    ReadyForQuery only makes this read shorter."""
-    data = bytearray()
-    while len(data) < READ_BYTES:
-        more = read(READ_BYTES - len(data))
-        if not more:
-            raise InterfaceError("network error: the server closed the connection mid-COPY")
-        data += more
-        if len(data) >= 6 and data[-6:-1] == _READY_FOR_QUERY_HEAD:
-            break
-    return bytes(data)
+def _fill(readinto: Any, buf: bytearray, filled: int, target: int) -> int:
+    """Read into `buf[filled:target]`; returns the new fill. Stops early when the stream has
+    paused on what looks like its last message (ReadyForQuery): the server sends ~8 KB at a
+    time and numpy pays per call, but waiting for more after the end would wait forever. A
+    row that merely ends like a ReadyForQuery only makes this read shorter."""
+    with memoryview(buf) as view:
+        while filled < target:
+            got = readinto(view[filled:target])
+            if not got:
+                raise InterfaceError("network error: the server closed the connection mid-COPY")
+            filled += got
+            if filled >= 6 and buf[filled - 6 : filled - 1] == _READY_FOR_QUERY_HEAD:
+                break
+    return filled
 
 
 _READY_FOR_QUERY_HEAD = b"Z\x00\x00\x00\x05"  # then one status byte, and nothing after it
 _HEADER = np.arange(5)
 
 
-def copy_data_run(buf: bytes, pos: int) -> tuple[bytes, int]:
-    """The rows of the complete CopyData messages from `pos` (a message's first byte) on,
-    header-free, and where they end: `(b"", pos)` when not even the first is complete.
+def copy_data_run(buf: bytes | bytearray, pos: int, end: int | None = None) -> tuple[Any, int]:
+    """The rows of the complete CopyData messages in `buf[pos:end]` (`pos` is a message's
+    first byte), header-free (a bytes-like numpy array), and where they end; nothing and
+    `pos` when not even the first is complete.
 
     Each message is `d`, a 4-byte length and one row ending in a newline, so every header is
     a `d` right after a newline. Candidates are found with numpy and accepted only along the
-    chain of lengths from `pos`: a "\nd" inside a quoted value is a candidate the chain
+    chain of lengths from `pos`: a "\\nd" inside a quoted value is a candidate the chain
     skips, and the run stops before it, so a wrong split is impossible; the caller reads on
     message by message."""
-    seg = np.frombuffer(buf, dtype=np.uint8, offset=pos)
-    size = len(seg)
+    size = (len(buf) if end is None else end) - pos
     if size < 5:
         return b"", pos
+    seg = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
     after_newline = np.empty(size - 4, dtype=bool)
     after_newline[0] = True
     np.equal(seg[: size - 5], 0x0A, out=after_newline[1:])
@@ -154,7 +161,7 @@ def copy_data_run(buf: bytes, pos: int) -> tuple[bytes, int]:
     stop = int(ends[complete - 1])
     keep = np.ones(stop, dtype=bool)
     keep[(starts[:complete, None] + _HEADER).ravel()] = False
-    return seg[:stop][keep].tobytes(), pos + stop
+    return seg[:stop][keep], pos + stop
 
 
 def _abandon(conn: Any) -> None:
