@@ -7,6 +7,7 @@ The marts are built for real (seeded totesys → raw via the test stand-in for e
 from __future__ import annotations
 
 import io
+import uuid
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_each_fact_row_is_published_once_and_changed_members_again(isolated, tmp
 def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tmp_path):
     seeded(isolated)
     build_marts(isolated, tmp_path / "build")
-    database = f"marts_{isolated.warehouse_db}"
+    database = f"marts_{uuid.uuid4().hex[:10]}"  # the Glue catalog outlives the test
     settings = isolated.settings.with_(glue_database=database)
     today = date(2026, 1, 2)
     publish.publish(settings, run_id="run-1", today=today)
