@@ -131,8 +131,11 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 def _asset_dir(synth: Synth, reference: object) -> Path:
     """The staged folder of the asset a template property (an S3 key or location) points at."""
-    asset_hash = re.search(r"([0-9a-f]{64})\.zip", json.dumps(reference)).group(1)
-    return synth.outdir / f"asset.{asset_hash}"
+    asset_hash = re.search(r"([0-9a-f]{64})[^\"]*\.zip", json.dumps(reference)).group(1)
+    # CDK takes a dot in the source folder's name for an extension (a checkout in
+    # /tmp/tmp.Ab12Cd is staged as asset.<hash>.Ab12Cd), so match the hash, not the whole name.
+    (staged,) = [p for p in synth.outdir.glob(f"asset.{asset_hash}*") if p.is_dir()]
+    return staged
 
 
 def _role_of(resource: dict) -> str:
