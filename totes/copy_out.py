@@ -1,15 +1,17 @@
 """`COPY … TO STDOUT` over a pg8000 connection, read in bulk: blocks of whole rows.
 
 pg8000's `run(sql, stream=f)` dispatches every protocol message through Python: one
-`CopyData` message per row, ~3 µs each, which makes a client three times slower than the
-server it reads from. This reader sends the same simple-query message on the same connection
-but reads the socket a megabyte at a time and strips the 5-byte message headers of each read
-at once with numpy (`copy_data_run`), so the client keeps up with the server. Every other message
-(CommandComplete, ErrorResponse, NoticeResponse, ParameterStatus, ReadyForQuery) goes to
-pg8000's own handler, so the connection's state is exactly what `run` would have left.
+`CopyData` message per row, ~3 µs each: 2.5× the time of psql's COPY of the same rows, with
+nothing parsed yet (BENCHMARKS.md). This reader sends the same simple-query message on the
+same connection but reads the socket a megabyte at a time and strips the 5-byte message
+headers of each read at once with numpy (`copy_data_run`), so the client keeps up with the
+server. Every other message (CommandComplete, ErrorResponse, NoticeResponse, ParameterStatus,
+ReadyForQuery) goes to pg8000's own handler, so the connection's state is exactly what `run`
+would have left.
 
 It uses pg8000's connection internals (`send_QUERY`, `_sock`, `message_types`), which is why
-pyproject.toml pins pg8000 to one minor version; tests/test_copy_out.py pins the behaviour.
+pyproject.toml pins pg8000 to one minor version; tests/test_copy_out.py pins the behaviour
+(on unix sockets: a TLS connection reads through the same file object, untested here).
 """
 
 from __future__ import annotations
