@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from ingest.catalog import Table
 from totes.copy_out import BLOCK_BYTES, copy_out
 from totes.db import qualified, quote_ident
+from totes.pg_arrow import parse_copy_csv
 
 BATCH_ROWS = 131_072  # rows per yielded batch (and Parquet row group)
 QUEUE_DEPTH = 4  # blocks in flight per stream: the server runs ahead while Parquet is written
@@ -133,26 +133,14 @@ def _bind_slice(conn: Any, table: Table, rows: Slice) -> str:
     )
 
 
-_PARSE = pacsv.ParseOptions(newlines_in_values=True, escape_char=False)
-
-
 def _parse(source: _BlockQueue, table: Table) -> Iterator[pa.RecordBatch]:
     """Each block holds whole rows, so it parses on its own (`read_csv` uses every core);
     blocks are gathered into batches of BATCH_ROWS rows, which become Parquet row groups."""
     target = table.arrow_schema
-    read = pacsv.ReadOptions(column_names=target.names)
-    convert = pacsv.ConvertOptions(
-        column_types=target,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-        null_values=[""],
-        true_values=["t"],
-        false_values=["f"],
-    )
     pending: list[pa.Table] = []
     rows = 0
     for block in source.blocks():
-        part = pacsv.read_csv(pa.py_buffer(block), read, _PARSE, convert)
+        part = parse_copy_csv(block, target)
         pending.append(part)
         rows += part.num_rows
         if rows >= BATCH_ROWS:

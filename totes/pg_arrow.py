@@ -1,7 +1,7 @@
 """Warehouse rows to Arrow with explicit types: Postgres catalog → Arrow schema, COPY CSV → Arrow.
 
 The repo's pattern for moving rows out of Postgres: `COPY (query) TO STDOUT (FORMAT csv)`
-through pg8000 into a spooled file, parsed by pyarrow's CSV reader with the column types taken
+read in bulk by `totes.copy_out`, parsed by pyarrow's CSV reader with the column types taken
 from the catalog (never inferred), so an empty string stays an empty string, a NULL stays NULL,
 a numeric keeps its scale, and a type this module does not know is an error, not a guess.
 
@@ -12,7 +12,6 @@ type, so it is written as a string `HH24:MI:SS.MS`; `timestamptz` as a UTC times
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -20,10 +19,8 @@ import pg8000.native
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from totes.copy_out import copy_out
 from totes.db import qualified, quote_ident
-
-SPOOL_BYTES = 64 * 1024 * 1024  # CSV kept in memory up to this size, then on disk
-BLOCK_BYTES = 8 * 1024 * 1024
 
 
 class UnsupportedColumnType(TypeError):
@@ -134,22 +131,24 @@ def stream_query(
     conn: pg8000.native.Connection, query: str, schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of `query`'s rows, typed by `schema` (one field per selected column)."""
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        conn.run(f"copy ({query}) to stdout with (format csv)", stream=spool)
-        if spool.tell() == 0:
-            return
-        spool.seek(0)
-        reader = pacsv.open_csv(
-            spool,
-            read_options=pacsv.ReadOptions(column_names=schema.names, block_size=BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f.name: f.type for f in schema},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
-        for batch in reader:
+    for block in copy_out(conn, f"copy ({query}) to stdout with (format csv)"):
+        for batch in parse_copy_csv(block, schema).to_batches():
             yield batch.cast(schema)
+
+
+_COPY_CSV = pacsv.ParseOptions(newlines_in_values=True)
+
+
+def parse_copy_csv(block: bytes, schema: pa.Schema) -> pa.Table:
+    """Whole rows of `COPY … (FORMAT csv)` output typed as `schema`, never inferred. COPY
+    writes NULL as an unquoted empty field and '' as `""`: only the former becomes null."""
+    convert = pacsv.ConvertOptions(
+        column_types={f.name: f.type for f in schema},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    read = pacsv.ReadOptions(column_names=schema.names)
+    return pacsv.read_csv(pa.py_buffer(block), read, _COPY_CSV, convert)
