@@ -73,8 +73,8 @@ BENCH_HOME := $(CURDIR)/.totes/bench
 bench: $(STAMP) ## extract and load benchmarks at --scale 100 (prints figures; minutes)
 	TOTES_HOME=$(BENCH_HOME) $(TOTES) up
 	set -a && eval "$$(TOTES_HOME=$(BENCH_HOME) $(TOTES) env)" && set +a && \
-		$(BIN)/python tests/benchmarks/bench_extract.py --scale 100 && \
-		$(BIN)/python tests/benchmarks/bench_load.py
+		$(BIN)/python benchmarks/bench_extract.py --scale 100 && \
+		$(BIN)/python benchmarks/bench_load.py
 
 LAMBDA_DEPS := build/lambda-deps
 STAGE ?= dev

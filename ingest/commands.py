@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from ingest.extract import ExtractOptions, run_extract
-    from totes.config import Settings
+    from runtime.config import Settings
 
     try:
         result = run_extract(Settings.from_env(), options=ExtractOptions.from_env(os.environ))

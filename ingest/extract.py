@@ -27,9 +27,9 @@ from ingest.watermark import (
     read_horizon,
     table_low,
 )
-from totes import db
-from totes.config import Settings
-from totes.logs import new_run_id, run_logger
+from runtime import db
+from runtime.config import Settings
+from runtime.logs import new_run_id, run_logger
 
 SOURCE = "totesys"
 

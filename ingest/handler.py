@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 from ingest.extract import ExtractOptions, run_extract
-from totes import logs
-from totes.config import Settings
+from runtime import logs
+from runtime.config import Settings
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Stream one slice of a table out of Postgres as Arrow record batches.
 
 `COPY (SELECT …) TO STDOUT (FORMAT csv)` runs on a background thread, read in
-bulk by `totes.copy_out` (pg8000's connection, without its per-row message dispatch) into
+bulk by `runtime.copy_out` (pg8000's connection, without its per-row message dispatch) into
 blocks of whole rows; a small bounded queue hands them to `pyarrow.csv`, which types them with
 the explicit schema from the catalog. Memory is a few blocks, whatever the table size.
 
@@ -22,9 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.catalog import Table
-from totes.copy_out import BLOCK_BYTES, copy_out
-from totes.db import qualified, quote_ident
-from totes.pg_arrow import parse_copy_csv
+from runtime.copy_out import BLOCK_BYTES, copy_out
+from runtime.db import qualified, quote_ident
+from runtime.pg_arrow import parse_copy_csv
 
 BATCH_ROWS = 131_072  # rows per yielded batch (and Parquet row group)
 QUEUE_DEPTH = 4  # blocks in flight per stream: the server runs ahead while Parquet is written

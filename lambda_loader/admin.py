@@ -6,8 +6,8 @@ import contextlib
 
 from lambda_loader import failures, ledger, manifest
 from lambda_loader.load import APPLICATION_NAME, prepare
-from totes import logs
-from totes.config import Settings
+from runtime import logs
+from runtime.config import Settings
 
 
 class SkipRefused(ValueError):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from totes.config import ConfigError, Settings
+from runtime.config import ConfigError, Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from lambda_loader import admin
     from lambda_loader.errors import LoadFailed
     from lambda_loader.load import run_load
-    from totes.db import ConnectionConfigError, DatabaseUnavailableError
+    from runtime.db import ConnectionConfigError, DatabaseUnavailableError
 
     if args.skip is not None and not (args.reason or "").strip():
         print("totes load: --skip needs --reason TEXT", file=sys.stderr)

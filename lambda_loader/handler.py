@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from lambda_loader.load import run_load
-from totes import logs
-from totes.config import Settings
+from runtime import logs
+from runtime.config import Settings
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

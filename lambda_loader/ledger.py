@@ -13,7 +13,7 @@ import pg8000.native
 
 from lambda_loader.manifest import Manifest
 from lambda_loader.rawschema import RAW_SCHEMA
-from totes.db import quote_ident
+from runtime.db import quote_ident
 
 # One advisory lock key for every loader of this warehouse: loaders take turns per manifest, and
 # whoever gets the lock second sees the first one's ledger row and moves on. ("totesld" in hex.)

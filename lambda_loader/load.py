@@ -22,8 +22,8 @@ import pg8000.native
 from lambda_loader import copyin, failures, fetch, ledger, manifest, metrics, rawschema
 from lambda_loader.errors import FileCheckError, LoadFailed, ManifestLoadError
 from lambda_loader.manifest import Manifest
-from totes import logs
-from totes.config import Settings
+from runtime import logs
+from runtime.config import Settings
 
 APPLICATION_NAME = "totes-loader"
 

@@ -17,8 +17,8 @@ import boto3
 import pytest
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION, LocalStack
-from totes import db
-from totes.config import Settings
+from runtime import db
+from runtime.config import Settings
 
 
 @dataclass

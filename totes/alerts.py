@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from totes.config import Settings
+from runtime.config import Settings
 
 SUBJECT_LIMIT = 100  # SNS rejects longer subjects
 

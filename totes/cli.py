@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
 
-from totes import logs
+from runtime import logs
 
 Command = Callable[[argparse.Namespace], int]
 

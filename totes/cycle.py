@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from totes import alerts, dbt_build, logs, ops
-from totes.config import Settings
+from runtime import logs
+from runtime.config import Settings
+from totes import alerts, dbt_build, ops
 
 STEP_NAMES = ("extract", "load", "dbt", "publish")
 FAIL_STEP_ENV = "TOTES_FAIL_STEP"
@@ -322,7 +323,7 @@ def _dbt(context: CycleContext) -> StepReport:
 
 
 def _publish(context: CycleContext) -> StepReport:
-    from totes import publish
+    from publish import publish
 
     result = publish.publish(context.settings, run_id=context.run_id)
     built = context.results.get("dbt")

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from totes import db
-from totes.config import Settings
+from runtime import db
+from runtime.config import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_warehouse"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})

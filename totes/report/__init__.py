@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from totes.config import Settings
+    from runtime.config import Settings
 
 DEFAULT_OUT = Path("reports")
 
@@ -84,7 +84,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _settings() -> Settings:
     """The warehouse settings; the report needs no bucket, so INGESTION_BUCKET is optional."""
-    from totes.config import Settings
+    from runtime.config import Settings
 
     env = dict(os.environ)
     env.setdefault("INGESTION_BUCKET", "-")

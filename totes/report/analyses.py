@@ -21,8 +21,8 @@ import re
 import shutil
 from pathlib import Path
 
+from runtime.config import Settings
 from totes import dbt_build
-from totes.config import Settings
 
 PROJECT_DIR = dbt_build.PROJECT_DIR
 PROJECT_NAME = "totes_warehouse"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from totes import db
-from totes.config import ConfigError, Settings
+from runtime import db
+from runtime.config import ConfigError, Settings
 from totes.dbt_build import DbtBuildError
 from totes.report import analyses
 from totes.report.dash import REPORT_FILE

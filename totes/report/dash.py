@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from totes import db
+from runtime import db
 
 MARTS_SCHEMA = "marts"
 MART_TABLES = (

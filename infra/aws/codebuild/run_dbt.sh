@@ -123,7 +123,7 @@ phase_docs() {
 
 # The lake is immutable: every build's site goes to its own prefix
 # docs/<yyyy>/<mm>/<dd>/<build id>/ (the newest prefix is the current site), written with
-# IfNoneMatch so nothing is ever overwritten; the same layout as totes.publish.publish_docs.
+# IfNoneMatch so nothing is ever overwritten; the same layout as publish.publish.publish_docs.
 phase_publish_docs() {
     require PROCESSED_BUCKET
     TARGET_DIR="$TARGET_DIR" DOCS_PREFIX="$DOCS_PREFIX" \

@@ -14,7 +14,7 @@ import pg8000.native
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from totes.db import quote_ident
+from runtime.db import quote_ident
 
 CHUNK_BYTES = 1 << 20
 _FIRST_BATCH_ROWS = 4096

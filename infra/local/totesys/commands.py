@@ -12,7 +12,7 @@ from datetime import date
 
 from infra.local.totesys.seed import SeedError, SeedReport, seed
 from infra.local.totesys.simulate import SimulationError, simulate
-from totes import db
+from runtime import db
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

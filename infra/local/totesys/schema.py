@@ -6,7 +6,7 @@ from importlib import resources
 
 import pg8000.native
 
-from totes.db import quote_ident
+from runtime.db import quote_ident
 
 # Business tables in an order that respects their foreign keys (parents first).
 TOTESYS_TABLES = (

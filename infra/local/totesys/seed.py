@@ -26,7 +26,7 @@ from infra.local.totesys.schema import (
     foreign_tables,
     tables_with_rows,
 )
-from totes.db import quote_ident
+from runtime.db import quote_ident
 
 # progress(table, rows_done, rows_total): called as each table's rows are generated and sent.
 Progress = Callable[[str, int, int], None]

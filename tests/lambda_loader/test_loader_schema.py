@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from loader_lake import TablePart, arrow_table, put_extract
+from support.loader_lake import TablePart, arrow_table, put_extract
 
 from lambda_loader.errors import LoadFailed, SchemaChangeError
 from lambda_loader.load import run_load

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from extract_lake import OPTIONS, entry, manifests, settle, table_rows
+from support.extract_lake import OPTIONS, entry, manifests, settle, table_rows
 
 from infra.local.totesys.schema import create_schema
 from infra.local.totesys.seed import seed

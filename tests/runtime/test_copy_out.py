@@ -1,4 +1,4 @@
-"""totes.copy_out reads COPY output exactly as pg8000's own `stream=` path does, only faster.
+"""runtime.copy_out reads COPY output exactly as pg8000's own `stream=` path does, only faster.
 
 Real PostgreSQL throughout: the reader relies on pg8000's connection internals and on the
 server's message framing, and these tests are what pins both."""
@@ -11,8 +11,8 @@ import struct
 import pg8000
 import pytest
 
-from totes import db
-from totes.copy_out import copy_data_run, copy_out
+from runtime import db
+from runtime.copy_out import copy_data_run, copy_out
 
 # Values chosen to break a naive splitter: "\nd" inside a quoted value looks like the start of a
 # CopyData message, and so does a row whose last value ends in "Z\0\0\0\x05I"-like bytes.

@@ -8,8 +8,8 @@ import sys
 
 import pyarrow as pa
 import pytest
-from loader_lake import SALES_ORDER, TablePart, file_keys, parquet_bytes, put_extract
-from test_loader import sales_orders, sales_part
+from support.loader_lake import SALES_ORDER, TablePart, file_keys, parquet_bytes, put_extract
+from support.loader_rows import sales_orders, sales_part
 
 from lambda_loader.errors import LoadFailed
 from lambda_loader.load import run_load
@@ -67,7 +67,7 @@ def _bad_second_extract(s3, bucket, kind: str) -> dict:
 
 
 def _run_id(seq: int) -> str:
-    from loader_lake import run_id_for
+    from support.loader_lake import run_id_for
 
     return run_id_for(seq)
 

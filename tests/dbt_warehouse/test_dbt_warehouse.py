@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support import raw_from_source, totesys_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "dbt_warehouse"
 DBT = Path(sys.executable).parent / "dbt"
 FACTS = {

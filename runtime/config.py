@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from totes import db
+from runtime import db
 
 
 class ConfigError(ValueError):

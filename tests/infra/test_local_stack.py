@@ -20,7 +20,7 @@ import pytest
 
 from infra.local import stack as stack_module
 from infra.local.stack import LocalStack, StackError
-from totes import db
+from runtime import db
 
 TOTES = str(Path(sys.executable).with_name("totes"))
 

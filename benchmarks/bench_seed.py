@@ -3,7 +3,7 @@ transactions and payments) into a fresh database on the running local stack, and
 each table was generated and loaded.
 
     .venv/bin/totes up
-    .venv/bin/python tests/benchmarks/bench_seed.py [--scale 100] [--seed 42] [--keep]
+    .venv/bin/python benchmarks/bench_seed.py [--scale 100] [--seed 42] [--keep]
 
 Not collected by pytest (only test_*.py are): it prints figures and asserts nothing.
 """
@@ -19,7 +19,7 @@ from datetime import date
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, LocalStack
 from infra.local.totesys import seed
-from totes import db
+from runtime import db
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from infra.local.totesys.seed import seed
 from ingest.extract import run_extract
 from lambda_loader.load import run_load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "aws" / "codebuild" / "run_dbt.sh"
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from totes.config import Settings
+from runtime.config import Settings
 
 DEFAULT_DATABASE = "totes_marts"
 PARTITION = "published_on"

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from ingest.extract import run_extract
-from totes import logs
-from totes.db import ConnectionConfigError, DatabaseUnavailableError
+from runtime import logs
+from runtime.db import ConnectionConfigError, DatabaseUnavailableError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from extract_lake import (
+from support.extract_lake import (
     OPTIONS,
     data_keys,
     entry,
@@ -26,7 +26,7 @@ from ingest.extract import run_extract
 CRASH_AFTER_FILES = """
 import os
 from ingest.extract import ExtractOptions, run_extract
-from totes.config import Settings
+from runtime.config import Settings
 run_extract(Settings.from_env(), options=ExtractOptions(margin_s=0.0),
             after_files=lambda: os._exit(17))
 """

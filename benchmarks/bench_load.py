@@ -2,7 +2,7 @@
 
 Not collected by pytest. Against a running stack (`eval "$(totes env)"`):
 
-    .venv/bin/python tests/benchmarks/bench_load.py [--rows N] [--runs 3] [--wrangler-rows N]
+    .venv/bin/python benchmarks/bench_load.py [--rows N] [--runs 3] [--wrangler-rows N]
 
 Makes a sales_order Parquet file (the exact 12-column schema, synthetic values) and the same
 rows as CSV, then times each contender in a child process of its own (peak memory is that
@@ -32,7 +32,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 TARGET = "bench_sales_order"
@@ -43,7 +43,7 @@ def make_data(rows: int, folder: Path) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-    from loader_lake import SALES_ORDER
+    from support.loader_lake import SALES_ORDER
 
     rng = np.random.default_rng(42)
     ids = np.arange(1, rows + 1, dtype=np.int32)
@@ -73,7 +73,7 @@ def make_data(rows: int, folder: Path) -> tuple[Path, Path]:
 
 
 def target_ddl() -> str:
-    from loader_lake import SALES_ORDER
+    from support.loader_lake import SALES_ORDER
 
     from lambda_loader import rawtypes
     from lambda_loader.manifest import Column
@@ -95,14 +95,14 @@ def child(name: str, cfg: dict) -> dict:
         import lambda_loader.load  # noqa: F401
     if name.startswith("awswrangler"):
         import awswrangler  # noqa: F401
-    from totes import db
+    from runtime import db
 
     conn = db.connect(cfg["dsn"])
     rows = 0
     start = time.perf_counter()
     if name == "loader run_load":
         from lambda_loader.load import run_load
-        from totes.config import Settings
+        from runtime.config import Settings
 
         settings = Settings(
             ingestion_bucket=cfg["bucket"],
@@ -190,7 +190,7 @@ def _vm_hwm_kb() -> int:
 def conn_for_wrangler(dsn: str):
     import pg8000
 
-    from totes import db
+    from runtime import db
 
     p = db.parse_dsn(dsn)
     return pg8000.connect(user=p.user, database=p.database, unix_sock=p.unix_socket)
@@ -211,11 +211,11 @@ def main() -> None:
         print(json.dumps(child(args.child, json.loads(args.cfg))))
         return
 
-    from loader_lake import SALES_ORDER
+    from support.loader_lake import SALES_ORDER
 
     from infra.local.stack import PG_BIN
-    from totes import db
-    from totes.config import Settings
+    from runtime import db
+    from runtime.config import Settings
 
     settings = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
@@ -335,7 +335,7 @@ def reset(conn, name: str) -> None:
     conn.run(f"DROP TABLE IF EXISTS {TARGET}")
     conn.run(target_ddl())
     if name == "loader copy path":
-        from loader_lake import SALES_ORDER
+        from support.loader_lake import SALES_ORDER
 
         from lambda_loader import ledger, rawschema
         from lambda_loader.manifest import Column, TableEntry

@@ -1,7 +1,7 @@
 """Warehouse rows to Arrow with explicit types: Postgres catalog → Arrow schema, COPY CSV → Arrow.
 
 The repo's pattern for moving rows out of Postgres: `COPY (query) TO STDOUT (FORMAT csv)`
-read in bulk by `totes.copy_out`, parsed by pyarrow's CSV reader with the column types taken
+read in bulk by `runtime.copy_out`, parsed by pyarrow's CSV reader with the column types taken
 from the catalog (never inferred), so an empty string stays an empty string, a NULL stays NULL,
 a numeric keeps its scale, and a type this module does not know is an error, not a guess.
 
@@ -19,8 +19,8 @@ import pg8000.native
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from totes.copy_out import copy_out
-from totes.db import qualified, quote_ident
+from runtime.copy_out import copy_out
+from runtime.db import qualified, quote_ident
 
 
 class UnsupportedColumnType(TypeError):

@@ -2,7 +2,7 @@
 
 Not collected by pytest. Against a running stack (`eval "$(totes env)"`):
 
-    .venv/bin/python tests/benchmarks/bench_extract.py [--scale 100] [--runs 3] [--workers N]
+    .venv/bin/python benchmarks/bench_extract.py [--scale 100] [--runs 3] [--workers N]
 
 Seeds totesys at `--scale` when sales_order is absent or empty, then times each contender on
 every sales_order row, each run in a child process of its own, median of `--runs`. Peak
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 TABLE = "sales_order"
@@ -56,7 +56,7 @@ def main() -> int:
     if args.child:
         return run_child(args.child, args.workers, args.table)
 
-    from totes.config import Settings
+    from runtime.config import Settings
 
     settings = Settings.from_env()
     rows = ensure_seeded(settings, args.scale)
@@ -136,7 +136,7 @@ def print_memory_by_size(settings, env: dict[str, str], extract: list[str]) -> N
 
 
 def _make_size_tables(settings, sizes: dict[str, str | None]) -> None:
-    from totes import db
+    from runtime import db
 
     conn = db.connect(settings.totesys_dsn or "", timeout=None)
     try:
@@ -161,7 +161,7 @@ def _make_size_tables(settings, sizes: dict[str, str | None]) -> None:
 
 
 def _count(settings, table: str) -> int:
-    from totes import db
+    from runtime import db
 
     conn = db.connect(settings.totesys_dsn or "", timeout=None)
     try:
@@ -217,7 +217,7 @@ def timed(command: list[str], env: dict[str, str]) -> Run:
 
 
 def run_child(which: str, workers: int | None, table: str) -> int:
-    from totes.config import Settings
+    from runtime.config import Settings
 
     settings = Settings.from_env()
     started = time.perf_counter()
@@ -240,7 +240,7 @@ def run_child(which: str, workers: int | None, table: str) -> int:
         print(json.dumps(report))
         return 0
     elif which == "pg8000-stream":
-        from totes import db
+        from runtime import db
 
         conn = db.connect(settings.totesys_dsn or "", timeout=None)
         conn.run(f"copy (select * from {TABLE}) to stdout", stream=_Discard())
@@ -249,7 +249,7 @@ def run_child(which: str, workers: int | None, table: str) -> int:
         import awswrangler as wr
         import pg8000
 
-        from totes.db import parse_dsn
+        from runtime.db import parse_dsn
 
         params = parse_dsn(settings.totesys_dsn or "")
         con = pg8000.connect(
@@ -297,7 +297,7 @@ class _Discard(io.RawIOBase):
 
 
 def ensure_seeded(settings, scale: float) -> int:
-    from totes import db
+    from runtime import db
 
     conn = db.connect(settings.totesys_dsn or "", timeout=None)
     try:

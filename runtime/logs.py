@@ -36,10 +36,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: int = logging.INFO, stream: Any = None) -> None:
-    """Route every `totes`, `ingest` and `lambda_loader` logger to JSON lines."""
+    """Route every logger of the project's packages to JSON lines."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in ("totes", "ingest", "lambda_loader", "infra"):
+    for name in ("runtime", "ingest", "lambda_loader", "publish", "totes", "infra"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)

@@ -17,7 +17,8 @@ import pytest
 from support.raw_from_source import load_raw
 
 from infra.local.totesys import seed, simulate
-from totes import dbt_build, glue, publish
+from publish import glue, publish
+from totes import dbt_build
 
 pytestmark = pytest.mark.slow
 SEED_END = date(2024, 11, 1)

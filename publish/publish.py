@@ -1,7 +1,7 @@
 """The lake copy of the marts: new fact rows and changed dimension members as immutable Parquet.
 
 After a successful `dbt build`, every mart table gets new files in the processed bucket, one
-prefix per table, registered in the Glue Data Catalog (see `totes.glue`):
+prefix per table, registered in the Glue Data Catalog (see `publish.glue`):
 
     marts/<fact>/<yyyy>/<mm>/<dd>/<first_key:010d>-<last_key:010d>.parquet
     marts/<dim>/<yyyy>/<mm>/<dd>/<run_id>-<content digest>.parquet
@@ -11,7 +11,7 @@ Facts: the rows whose surrogate key is above the table's `ops.publish_ledger.las
 once. Dimensions (which have no version key): the members whose row hash (`md5` of the whole
 row) differs from the one in `ops.publish_dim_state`, plus new members (new dates in dim_date);
 each dim file also carries `published_at`, so the newest file holding a member has its current
-values. Columns otherwise are the mart's, with the types of `totes.pg_arrow` (time as text).
+values. Columns otherwise are the mart's, with the types of `runtime.pg_arrow` (time as text).
 The docs site goes under a new prefix each run; the newest prefix is the current site.
 
 Exactly once, crash-safe, never overwriting. Each file is first planned in `ops.publish_files`
@@ -39,9 +39,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from totes import glue, logs, ops, pg_arrow
-from totes.config import Settings
-from totes.db import qualified, quote_ident
+from publish import glue
+from runtime import logs, pg_arrow
+from runtime.config import Settings
+from runtime.db import qualified, quote_ident
+from totes import ops  # moves to publish.ledger (layers issue)
 
 MARTS = "marts"
 FACTS: Mapping[str, str] = {  # fact → surrogate key (spec/warehouse.md)
@@ -119,7 +121,7 @@ def publish(
     if not settings.processed_bucket:
         raise PublishError("PROCESSED_BUCKET is not set: nowhere to publish the marts")
     day = today or datetime.now(UTC).date()
-    log = logs.run_logger("totes.publish", run_id)
+    log = logs.run_logger("publish.publish", run_id)
     conn = settings.warehouse_connection()
     try:
         ops.ensure_schema(conn)
@@ -157,22 +159,10 @@ def publish_docs(
         content_type = _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         _put_once(s3, settings.processed_bucket, key, path.read_bytes(), content_type, run_id)
         keys.append(key)
-    logs.run_logger("totes.publish", run_id).info("docs published", prefix=prefix, files=len(keys))
+    logs.run_logger("publish.publish", run_id).info(
+        "docs published", prefix=prefix, files=len(keys)
+    )
     return keys
-
-
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """AWS entry point (the state machine's publish step): `{"run_id": ...}` in, counts out."""
-    logs.configure()
-    settings = Settings.from_env()
-    run_id = event.get("run_id") if isinstance(event, Mapping) else None
-    result = publish(settings, run_id=run_id)
-    return {
-        "run_id": result.run_id,
-        "rows": result.rows,
-        "files": result.files,
-        "tables": result.per_table(),
-    }
 
 
 # ---- one table at a time -----------------------------------------------------------------------
@@ -436,10 +426,10 @@ def _literal(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m totes.publish [--docs DIR] [--run-id ID]`: for CodeBuild's run_dbt.sh."""
+    """`python -m publish.publish [--docs DIR] [--run-id ID]`: for CodeBuild's run_dbt.sh."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m totes.publish", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m publish.publish", description=main.__doc__)
     parser.add_argument("--docs", type=Path, help="a dbt target folder: upload only its docs site")
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)

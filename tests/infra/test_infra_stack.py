@@ -25,7 +25,7 @@ from infra.aws.config import StackConfig, StackConfigError
 
 pytestmark = pytest.mark.xdist_group(name="infra-aws")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN_DBT = REPO / "infra" / "aws" / "codebuild" / "run_dbt.sh"
 BUILDSPEC = REPO / "infra" / "aws" / "buildspec.yml"
 CONFIGURED = {
@@ -248,7 +248,7 @@ def test_no_password_or_key_is_written_into_the_template(default: Synth, configu
 HANDLERS = {
     "ingest.handler.lambda_handler": (1024, 600, 1),
     "lambda_loader.handler.lambda_handler": (1024, 900, 1),
-    "totes.publish.lambda_handler": (1024, 600, None),
+    "publish.handler.lambda_handler": (1024, 600, None),
 }
 
 
@@ -272,7 +272,7 @@ def test_each_lambda_names_only_the_secret_it_uses(default: Synth):
     env = {h: default.function(h)[1]["Properties"]["Environment"]["Variables"] for h in HANDLERS}
     assert "TOTESYS_SECRET_ARN" in env["ingest.handler.lambda_handler"]
     assert "WAREHOUSE_SECRET_ARN" not in env["ingest.handler.lambda_handler"]
-    for handler in ("lambda_loader.handler.lambda_handler", "totes.publish.lambda_handler"):
+    for handler in ("lambda_loader.handler.lambda_handler", "publish.handler.lambda_handler"):
         assert "WAREHOUSE_SECRET_ARN" in env[handler]
         assert "TOTESYS_SECRET_ARN" not in env[handler]
 
@@ -343,7 +343,7 @@ def test_configured_network_puts_compute_in_the_warehouse_vpc(configured: Synth)
     _, project = configured.one("AWS::CodeBuild::Project")
     assert project["Properties"]["VpcConfig"]["Subnets"] == subnets
     assert "arn:aws:lambda:TOKEN:336392948345:layer:AWSSDKPandas-Python312:99" in _flatten(
-        configured.function("totes.publish.lambda_handler")[1]["Properties"]["Layers"][0]
+        configured.function("publish.handler.lambda_handler")[1]["Properties"]["Layers"][0]
     ).replace("arn:TOKEN", "arn:aws")
 
 
@@ -560,7 +560,7 @@ def test_each_secret_is_readable_only_by_the_roles_that_need_it(default: Synth):
     assert readers[totesys] == {role["ingest.handler.lambda_handler"]}
     assert readers[warehouse] == {
         role["lambda_loader.handler.lambda_handler"],
-        role["totes.publish.lambda_handler"],
+        role["publish.handler.lambda_handler"],
         codebuild_role["Fn::GetAtt"][0],
     }
 
@@ -573,14 +573,14 @@ def test_writes_are_scoped_to_each_steps_prefix(default: Synth):
                 puts.setdefault(role, set()).add(_flatten(statement["Resource"]))
     role = {h: _role_of(default.function(h)[1]) for h in HANDLERS}
     assert puts[role["ingest.handler.lambda_handler"]] == {"TOKEN/totesys/*", "TOKEN/_manifests/*"}
-    assert puts[role["totes.publish.lambda_handler"]] == {"TOKEN/marts/*"}
+    assert puts[role["publish.handler.lambda_handler"]] == {"TOKEN/marts/*"}
     assert role["lambda_loader.handler.lambda_handler"] not in puts
     codebuild_role = default.one("AWS::CodeBuild::Project")[1]["Properties"]["ServiceRole"]
     assert puts[codebuild_role["Fn::GetAtt"][0]] == {"TOKEN/docs/*"}
 
 
 def test_glue_permissions_are_scoped_to_the_marts_database(default: Synth):
-    publish_role = _role_of(default.function("totes.publish.lambda_handler")[1])
+    publish_role = _role_of(default.function("publish.handler.lambda_handler")[1])
     glue = [
         s
         for s in default.statements_by_role()[publish_role]

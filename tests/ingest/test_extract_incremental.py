@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from extract_lake import (
+from support.extract_lake import (
     OPTIONS,
     data_keys,
     entry,
@@ -139,7 +139,7 @@ def test_a_table_added_to_the_source_is_picked_up_from_its_first_row(isolated, t
 
 
 def _rows(s3, bucket, manifest):
-    from extract_lake import table_rows
+    from support.extract_lake import table_rows
 
     rows = table_rows(s3, bucket, manifest, "currency")
     return rows.to_pylist() if rows is not None else []

@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from infra.local.totesys import seed, simulate
+from runtime.config import Settings
 from totes import cycle, dbt_build, status
-from totes.config import Settings
 
 pytestmark = pytest.mark.slow
 FACT_SOURCES = {

@@ -31,15 +31,15 @@ import pandas as pd
 import pytest
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION
-from totes import db
-from totes.config import Settings
+from runtime import db
+from runtime.config import Settings
 
 # One worker runs the whole module. Its fixtures are session-scoped, not module-scoped: xdist
 # interleaves other modules' tests on that worker, and a module fixture is torn down (and
 # rebuilt, two pipeline cycles) each time the worker moves between modules.
 pytestmark = pytest.mark.xdist_group(name="report")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT = ROOT / "dbt_warehouse"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ENSURE_CHROMIUM = ROOT / "tests" / "support" / "ensure_chromium.sh"

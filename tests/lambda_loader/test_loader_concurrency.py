@@ -8,8 +8,8 @@ import sys
 import threading
 
 import pytest
-from loader_lake import put_extract
-from test_loader import sales_part
+from support.loader_lake import put_extract
+from support.loader_rows import sales_part
 
 from lambda_loader.errors import LoadFailed
 from lambda_loader.load import APPLICATION_NAME, run_load
@@ -83,7 +83,7 @@ def test_concurrent_processes_load_each_manifest_once(isolated):
 _CRASH = """
 import os, sys
 from lambda_loader.load import run_load
-from totes.config import Settings
+from runtime.config import Settings
 
 def die_mid_copy(file_key, chunk):
     if file_key.endswith("-00001.parquet") and "{run2}" in file_key and chunk == 2:
