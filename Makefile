@@ -43,9 +43,12 @@ demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (i
 test: $(STAMP) lint pytest warehouse-check ## everything CI runs
 	@echo "make test: every check passed"
 
-lint: $(STAMP) ## ruff, and sqlfluff (its dbt templater connects to a local warehouse)
+# lint-imports checks the layers in pyproject.toml ([tool.importlinter]); --no-cache: no cache
+# folder left in the checkout (the graph takes under a second to build).
+lint: $(STAMP) ## ruff, the import layers (lint-imports), sqlfluff (on a local warehouse)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
 	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
 		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros

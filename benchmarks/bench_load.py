@@ -76,10 +76,10 @@ def target_ddl() -> str:
     from support.loader_lake import SALES_ORDER
 
     from lambda_loader import rawtypes
-    from lambda_loader.manifest import Column
+    from runtime.pg_types import Column
 
     cols = [
-        f'"{n}" {rawtypes.for_column(Column(n, pg, str(t), nul)).sql}'
+        f'"{n}" {rawtypes.for_column(Column(n, pg, nul, str(t))).sql}'
         for n, pg, t, nul in SALES_ORDER
     ]
     return f"CREATE TABLE {TARGET} ({', '.join(cols)})"
@@ -338,13 +338,14 @@ def reset(conn, name: str) -> None:
         from support.loader_lake import SALES_ORDER
 
         from lambda_loader import ledger, rawschema
-        from lambda_loader.manifest import Column, TableEntry
+        from runtime.lake import TableEntry
+        from runtime.pg_types import Column
 
         ledger.create_tables(conn)
         entry = TableEntry(
             "sales_order",
             ("sales_order_id",),
-            tuple(Column(n, pg, str(t), nul) for n, pg, t, nul in SALES_ORDER),
+            tuple(Column(n, pg, nul, str(t)) for n, pg, t, nul in SALES_ORDER),
             None,
             None,
             0,

@@ -2,11 +2,12 @@
 
 A run extracts every row visible to its snapshot with `last_updated >= low`, including rows
 stamped at or after its own `high`: they are committed, so they must reach the warehouse in
-this cycle (spec guarantee 1), even when an older open transaction holds `high` back. The next
-run starts at `low` = this `high` and would read those rows again. So each run records the
-(primary key, last_updated) of every version it ships at or above `high` in a small Parquet
-file, `_carry/<table>/<run_id>.parquet`, named in the manifest; the next run drops those
-versions from its stream and carries forward the ones still at or above its own `high`.
+this cycle (the "complete" guarantee, docs/PIPELINE.md), even when an older open transaction
+holds `high` back. The next run starts at `low` = this `high` and would read those rows again.
+So each run records the (primary key, last_updated) of every version it ships at or above
+`high` in a small Parquet file, `_carry/<table>/<run_id>.parquet`, named in the manifest; the
+next run drops those versions from its stream and carries forward the ones still at or above
+its own `high`.
 Filtering is vectorised per batch (Arrow `is_in` on a joined key), never per row in Python.
 """
 
@@ -25,12 +26,7 @@ import pyarrow.parquet as pq
 from ingest.catalog import Table
 from ingest.stream import WATERMARK_COLUMN
 from ingest.watermark import parse_ts
-
-PREFIX = "_carry/"
-
-
-def carry_key(table: str, run_id: str) -> str:
-    return f"{PREFIX}{table}/{run_id}.parquet"
+from runtime.lake import CarryFile
 
 
 class Carry:
@@ -75,24 +71,23 @@ class Carry:
         return pa.concat_tables([t.cast(tables[0].schema) for t in tables])
 
 
-def read_carry(s3: Any, bucket: str, entry: dict[str, Any] | None) -> pa.Table | None:
+def read_carry(s3: Any, bucket: str, carry: CarryFile | None) -> pa.Table | None:
     """The carry a manifest's table entry names, or None (none, or an older manifest)."""
-    carry = (entry or {}).get("carry")
-    if not carry:
+    if carry is None:
         return None
-    body = s3.get_object(Bucket=bucket, Key=carry["key"])["Body"].read()
-    if hashlib.sha256(body).hexdigest() != carry["sha256"]:
-        raise ValueError(f"carry file {carry['key']} does not match its manifest's sha256")
+    body = s3.get_object(Bucket=bucket, Key=carry.key)["Body"].read()
+    if hashlib.sha256(body).hexdigest() != carry.sha256:
+        raise ValueError(f"carry file {carry.key} does not match its manifest's sha256")
     return pq.read_table(io.BytesIO(body))
 
 
-def write_carry(s3: Any, bucket: str, key: str, table: pa.Table) -> dict[str, Any]:
+def write_carry(s3: Any, bucket: str, key: str, table: pa.Table) -> CarryFile:
     """Upload the carry (never overwriting) and return its manifest entry."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     body = sink.getvalue()
     s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-    return {"key": key, "rows": table.num_rows, "sha256": hashlib.sha256(body).hexdigest()}
+    return CarryFile(key, table.num_rows, hashlib.sha256(body).hexdigest())
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -7,28 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from ingest.arrow_types import UnsupportedTypeError, arrow_type
+from runtime.pg_types import Column, UnsupportedTypeError, arrow_type
 
 # Prisma's bookkeeping table: not business data, never extracted.
 EXCLUDED_TABLES = frozenset({"_prisma_migrations"})
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    pg_type: str  # format_type(), with typmod: "numeric(10,2)", "timestamp(3) without time zone"
-    base_type: str  # pg_type.typname after resolving domains: "numeric", "timestamp", "text"
-    nullable: bool
-    arrow_type: pa.DataType
-
-    def describe(self) -> dict[str, Any]:
-        """The manifest's column entry (docs/CONTRACTS.md)."""
-        return {
-            "name": self.name,
-            "pg_type": self.pg_type,
-            "arrow_type": str(self.arrow_type),
-            "nullable": self.nullable,
-        }
 
 
 @dataclass(frozen=True)
@@ -40,9 +22,7 @@ class Table:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
-        )
+        return pa.schema([c.field for c in self.columns])
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -54,26 +34,27 @@ def discover_tables(conn: Any, schema: str = "public") -> list[Table]:
     rows = conn.run(_COLUMNS_SQL, schema=schema)
     keys = {name: tuple(pk or ()) for name, pk in conn.run(_PRIMARY_KEYS_SQL, schema=schema)}
     tables: dict[str, list[Column]] = {}
-    for table, name, pg_type, base_type, typmod, is_enum, not_null in rows:
+    for table, name, pg_type, stored_as, is_enum, not_null in rows:
         if table in EXCLUDED_TABLES:
             continue
         try:
-            arrow = arrow_type(base_type, typmod, is_enum=is_enum)
-        except UnsupportedTypeError as err:
-            raise UnsupportedTypeError(f"{schema}.{table}.{name}: {err}") from None
-        tables.setdefault(table, []).append(Column(name, pg_type, base_type, not not_null, arrow))
+            arrow = arrow_type(stored_as, enum=is_enum)
+        except UnsupportedTypeError:
+            raise UnsupportedTypeError(stored_as, f"{schema}.{table}.{name}") from None
+        column = Column(name, pg_type, not not_null, str(arrow))
+        tables.setdefault(table, []).append(column)
     return [
         Table(schema, name, tuple(columns), keys.get(name, ()))
         for name, columns in sorted(tables.items())
     ]
 
 
-# Domains are resolved to their base type (and the domain's typmod) so a domain over
-# numeric(10,2) maps like numeric(10,2).
+# A column's type as declared (what the manifest records), and the type it is stored as: a
+# domain resolves to its base type with the domain's typmod, so a domain over numeric(10,2)
+# maps like numeric(10,2).
 _COLUMNS_SQL = """
 select c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-       bt.typname,
-       case when t.typtype = 'd' then t.typtypmod else a.atttypmod end,
+       format_type(bt.oid, case when t.typtype = 'd' then t.typtypmod else a.atttypmod end),
        bt.typtype = 'e',
        a.attnotnull
 from pg_catalog.pg_class c

@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest import manifest as manifests
 from ingest import metrics
-from ingest.carry import Carry, carry_key, read_carry, write_carry
+from ingest.carry import Carry, read_carry, write_carry
 from ingest.catalog import Table, discover_tables
-from ingest.parquet_parts import ROWS_PER_FILE, PartFile, part_key, write_parts
+from ingest.parquet_parts import ROWS_PER_FILE, write_parts
 from ingest.stream import Slice, integer_key, key_span, stream_batches
 from ingest.watermark import (
     Horizon,
@@ -27,11 +26,10 @@ from ingest.watermark import (
     read_horizon,
     table_low,
 )
-from runtime import db
+from runtime import db, lake
 from runtime.config import Settings
+from runtime.lake import DataFile, Manifest, TableEntry
 from runtime.logs import new_run_id, run_logger
-
-SOURCE = "totesys"
 
 
 @dataclass(frozen=True)
@@ -159,8 +157,8 @@ def _extract(
     log: Any,
     started: float,
 ) -> tuple[ExtractResult, float]:
-    latest = manifests.latest_manifest(s3, settings.ingestion_bucket)
-    seq = (latest["seq"] if latest else 0) + 1
+    latest = lake.latest_manifest(s3, settings.ingestion_bucket)
+    seq = (latest.seq if latest else 0) + 1
     conn = settings.totesys_connection(application_name="totes-extract", timeout=None)
     try:
         horizon = read_horizon(conn, safety_lag_s=options.safety_lag_s, margin_s=options.margin_s)
@@ -174,7 +172,8 @@ def _extract(
         tables = discover_tables(conn, options.schema)
         snapshot_id = export_snapshot(conn)
         run = _Run(settings, run_id, options, s3, conn, snapshot_id, datetime.now(UTC), log)
-        entries, results = [], []
+        entries: list[TableEntry] = []
+        results: list[TableResult] = []
         for table in tables:
             entry, table_result = run.table(table, latest, horizon)
             entries.append(entry)
@@ -184,8 +183,8 @@ def _extract(
         db.close(conn)
     if after_files is not None:
         after_files()
-    committed = manifests.commit_manifest(
-        s3, settings.ingestion_bucket, manifests.build_manifest(seq, run_id, entries)
+    committed = lake.commit_manifest(
+        s3, settings.ingestion_bucket, lake.new_manifest(seq, run_id, entries)
     )
     duration = round(time.perf_counter() - started, 3)
     result = ExtractResult(run_id, seq, committed, results, duration, horizon.method)
@@ -203,7 +202,7 @@ def _extract(
         log.warning(
             "extract lost the race: another run committed this seq; nothing committed",
             seq=seq,
-            manifest=manifests.manifest_key(seq),
+            manifest=lake.manifest_key(seq),
         )
     return result, horizon.lag_s
 
@@ -222,23 +221,24 @@ class _Run:
     log: Any
 
     def table(
-        self, table: Table, latest: dict[str, Any] | None, horizon: Horizon
-    ) -> tuple[dict[str, Any], TableResult]:
+        self, table: Table, latest: Manifest | None, horizon: Horizon
+    ) -> tuple[TableEntry, TableResult]:
         started = time.perf_counter()
-        low = table_low(latest, table.name, overlap_s=self.options.overlap_s)
+        previous = latest.table(table.name) if latest is not None else None
+        low = table_low(previous, overlap_s=self.options.overlap_s)
         # A committed high never moves back, even if this run's horizon is earlier.
         high = max(horizon.high, low) if low is not None else horizon.high
         # Every visible row since `low` ships now; those at/above `high` are remembered so the
         # next run (which starts at `high`) does not ship them again (ingest/carry.py).
-        previous = _table_entry(latest, table.name) if low is not None else None
-        carry = Carry(table, read_carry(self.s3, self.settings.ingestion_bucket, previous), high)
+        shipped = previous.carry if previous is not None and low is not None else None
+        carry = Carry(table, read_carry(self.s3, self.settings.ingestion_bucket, shipped), high)
         parts = itertools.count()
         lock = threading.Lock()
 
         def next_key() -> str:
             with lock:
                 part = next(parts)
-            return part_key(SOURCE, table.name, self.run_id, self.day, part)
+            return lake.part_key(table.name, self.run_id, self.day, part)
 
         slices = self._slices(table, low)
         if len(slices) == 1:
@@ -252,7 +252,10 @@ class _Run:
         carried = carry.next_carry()
         carry_entry = (
             write_carry(
-                self.s3, self.settings.ingestion_bucket, carry_key(table.name, self.run_id), carried
+                self.s3,
+                self.settings.ingestion_bucket,
+                lake.carry_key(table.name, self.run_id),
+                carried,
             )
             if carried is not None
             else None
@@ -271,15 +274,16 @@ class _Run:
             watermark=high,
             streams=len(slices),
         )
-        entry = {
-            "table": table.name,
-            "primary_key": list(table.primary_key),
-            "columns": [c.describe() for c in table.columns],
-            "watermark": {"low": low, "high": high},
-            "rows": rows,
-            "files": [f.describe() for f in files],
-            "carry": carry_entry,
-        }
+        entry = TableEntry(
+            table=table.name,
+            primary_key=table.primary_key,
+            columns=table.columns,
+            watermark_low=low,
+            watermark_high=high,
+            rows=rows,
+            files=tuple(files),
+            carry=carry_entry,
+        )
         return entry, TableResult(table.name, rows, len(files), size, low, high, duration)
 
     def _slices(self, table: Table, low: str | None) -> list[Slice]:
@@ -296,7 +300,7 @@ class _Run:
 
     def _write(
         self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
-    ) -> list[PartFile]:
+    ) -> list[DataFile]:
         batches = stream_batches(conn, table, rows)
         return write_parts(
             (carry.filter(batch) for batch in batches),
@@ -309,7 +313,7 @@ class _Run:
 
     def _write_on_own_connection(
         self, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
-    ) -> list[PartFile]:
+    ) -> list[DataFile]:
         conn = self.settings.totesys_connection(application_name="totes-extract", timeout=None)
         try:
             # The same snapshot as the main transaction: the slices add up to one consistent
@@ -320,7 +324,3 @@ class _Run:
             return files
         finally:
             db.close(conn)
-
-
-def _table_entry(manifest: dict[str, Any] | None, table: str) -> dict[str, Any] | None:
-    return next((t for t in (manifest or {}).get("tables", ()) if t.get("table") == table), None)

@@ -9,34 +9,16 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runtime.lake import DataFile
+
 ROWS_PER_FILE = 1_000_000
 BYTES_PER_FILE = 128 << 20  # of Arrow data; the compressed file is several times smaller
 COMPRESSION = "zstd"
-
-
-@dataclass(frozen=True)
-class PartFile:
-    """One uploaded data file, as the manifest lists it."""
-
-    key: str
-    rows: int
-    bytes: int
-    sha256: str
-
-    def describe(self) -> dict[str, Any]:
-        return {"key": self.key, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
-
-
-def part_key(source: str, table: str, run_id: str, day: datetime, part: int) -> str:
-    """`totesys/<table>/<yyyy>/<mm>/<dd>/<run_id>-<part:05d>.parquet` (docs/CONTRACTS.md)."""
-    return f"{source}/{table}/{day:%Y/%m/%d}/{run_id}-{part:05d}.parquet"
 
 
 def write_parts(
@@ -48,9 +30,10 @@ def write_parts(
     key_for: Callable[[], str],
     rows_per_file: int = ROWS_PER_FILE,
     bytes_per_file: int = BYTES_PER_FILE,
-) -> list[PartFile]:
+) -> list[DataFile]:
     """Write `batches` into as many part files as their size needs (none when there are no
-    rows); `key_for()` names each next part. Returns the uploaded files in order."""
+    rows); `key_for()` names each next part (`runtime.lake.part_key`). Returns the uploaded
+    files in order."""
     with tempfile.TemporaryDirectory(prefix="totes-extract-") as scratch:
         parts = _Parts(os.path.join(scratch, "part.parquet"), schema, s3, bucket, key_for)
         for batch in batches:
@@ -76,7 +59,7 @@ class _Parts:
         )  # fmt: skip
         self.writer: pq.ParquetWriter | None = None
         self.rows = self.size = 0
-        self.files: list[PartFile] = []
+        self.files: list[DataFile] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.writer is None:
@@ -99,7 +82,7 @@ class _Parts:
         self.writer, self.rows, self.size = None, 0, 0
 
 
-def _upload(path: str, rows: int, s3: Any, bucket: str, key: str) -> PartFile:
+def _upload(path: str, rows: int, s3: Any, bucket: str, key: str) -> DataFile:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -110,4 +93,4 @@ def _upload(path: str, rows: int, s3: Any, bucket: str, key: str) -> PartFile:
         # the lake immutable even if a key were ever reused.
         s3.put_object(Bucket=bucket, Key=key, Body=file, IfNoneMatch="*")
     os.remove(path)
-    return PartFile(key=key, rows=rows, bytes=size, sha256=digest.hexdigest())
+    return DataFile(key=key, rows=rows, bytes=size, sha256=digest.hexdigest())

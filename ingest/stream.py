@@ -29,7 +29,6 @@ from runtime.pg_arrow import parse_copy_csv
 BATCH_ROWS = 131_072  # rows per yielded batch (and Parquet row group)
 QUEUE_DEPTH = 4  # blocks in flight per stream: the server runs ahead while Parquet is written
 WATERMARK_COLUMN = "last_updated"
-_INTEGER_TYPES = ("int2", "int4", "int8")
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,8 @@ def integer_key(table: Table) -> str | None:
     if len(table.primary_key) != 1:
         return None
     column = table.column(table.primary_key[0])
-    return column.name if column is not None and column.base_type in _INTEGER_TYPES else None
+    # smallint, integer, bigint (or a domain over one): the only columns typed as Arrow ints.
+    return column.name if column is not None and pa.types.is_integer(column.arrow) else None
 
 
 def key_span(conn: Any, table: Table) -> tuple[int, int] | None:

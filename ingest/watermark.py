@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from runtime.lake import TableEntry
+
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
@@ -65,15 +67,13 @@ def export_snapshot(conn: Any) -> str:
     return str(snapshot_id)
 
 
-def table_low(manifest: dict[str, Any] | None, table: str, *, overlap_s: float) -> str | None:
-    """The committed `high` of `table` in the latest manifest (None: never extracted), moved
-    back by `overlap_s` to re-read rows stamped by writers with skewed application clocks."""
-    if manifest is None:
+def table_low(entry: TableEntry | None, *, overlap_s: float) -> str | None:
+    """The committed `high` of a table's entry in the latest manifest (None: never
+    extracted), moved back by `overlap_s` to re-read rows stamped by writers with skewed
+    application clocks."""
+    high = entry.watermark_high if entry is not None else None
+    if high is None:
         return None
-    entry = next((t for t in manifest.get("tables", ()) if t.get("table") == table), None)
-    if entry is None:
-        return None
-    high = entry["watermark"]["high"]
     if overlap_s <= 0:
         return high
     return format_ts(parse_ts(high) - timedelta(seconds=overlap_s))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
-from lambda_loader import failures, ledger, manifest
+from lambda_loader import failures, ledger
 from lambda_loader.load import APPLICATION_NAME, prepare
-from runtime import logs
+from runtime import lake, logs
 from runtime.config import Settings
 
 
@@ -31,7 +31,7 @@ def skip_manifest(settings: Settings, seq: int, reason: str, *, run_id: str | No
         status = ledger.status_of(conn, seq)
         if status is not None:
             raise SkipRefused(f"manifest {seq} is already {status}")
-        pending = manifest.list_pending(
+        pending = lake.committed_after(
             settings.client("s3"), settings.ingestion_bucket, ledger.last_seq(conn)
         )
         if not pending:

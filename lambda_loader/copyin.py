@@ -27,9 +27,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lambda_loader.errors import FileCheckError
-from lambda_loader.manifest import Column
 from lambda_loader.rawschema import LINEAGE_NAMES, RAW_SCHEMA
 from runtime.db import qualified, quote_ident
+from runtime.pg_types import Column
 
 BATCH_ROWS = 65_536
 CHUNK_BYTES = 1 << 20

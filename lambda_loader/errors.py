@@ -3,10 +3,7 @@ blame, the file, so the alert alone tells an operator where to look."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lambda_loader.load import LoadResult
+from lambda_loader.result import LoadResult
 
 
 class ManifestLoadError(Exception):

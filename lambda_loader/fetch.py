@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from lambda_loader.errors import FileCheckError
-from lambda_loader.manifest import Column, DataFile
+from runtime.lake import DataFile
+from runtime.pg_types import Column
 
 DOWNLOAD_CHUNK = 1 << 20
 

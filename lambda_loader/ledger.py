@@ -7,13 +7,14 @@ Beyond docs/CONTRACTS.md's columns, `raw._manifest_ledger` carries `status` ('lo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import pg8000.native
 
-from lambda_loader.manifest import Manifest
 from lambda_loader.rawschema import RAW_SCHEMA
 from runtime.db import quote_ident
+from runtime.lake import Manifest
 
 # One advisory lock key for every loader of this warehouse: loaders take turns per manifest, and
 # whoever gets the lock second sees the first one's ledger row and moves on. ("totesld" in hex.)
@@ -49,6 +50,27 @@ _DDL = (
 def create_tables(conn: pg8000.native.Connection) -> None:
     for statement in _DDL:
         conn.run(statement)
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """A source table's newest manifest in raw, and when the table was last loaded."""
+
+    seq: int
+    watermark_high: str | None
+    loaded_at: datetime
+
+
+def loaded_tables(conn: pg8000.native.Connection) -> dict[str, LoadedTable]:
+    """Per source table, from `raw._manifest_tables`; empty before the first load."""
+    if conn.run("SELECT to_regclass('raw._manifest_tables') IS NULL")[0][0]:
+        return {}
+    rows = conn.run(
+        "SELECT DISTINCT ON (table_name) table_name, seq, watermark_high::text,"
+        " max(loaded_at) OVER (PARTITION BY table_name)"
+        " FROM raw._manifest_tables ORDER BY table_name, seq DESC"
+    )
+    return {table: LoadedTable(seq, mark, at) for table, seq, mark, at in rows}
 
 
 def lock(conn: pg8000.native.Connection) -> None:

@@ -14,33 +14,19 @@ because raw keeps history in order; an operator fixes the file or skips it (`adm
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pg8000.native
 
-from lambda_loader import copyin, failures, fetch, ledger, manifest, metrics, rawschema
-from lambda_loader.errors import FileCheckError, LoadFailed, ManifestLoadError
-from lambda_loader.manifest import Manifest
-from runtime import logs
+from lambda_loader import copyin, failures, fetch, ledger, metrics, rawschema
+from lambda_loader.errors import FileCheckError, LoadFailed, ManifestError, ManifestLoadError
+from lambda_loader.result import LoadResult
+from runtime import lake, logs
 from runtime.config import Settings
+from runtime.lake import DataFile, Manifest, TableEntry
 
 APPLICATION_NAME = "totes-loader"
-
-
-@dataclass
-class LoadResult:
-    """What one invocation did. `pending` is non-empty only on a `LoadFailed` (its `.result`)."""
-
-    run_id: str
-    loaded: list[int] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)
-    bytes: int = 0
-    already_loaded: list[int] = field(default_factory=list)
-    pending: list[int] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -63,7 +49,7 @@ def run_load(
         conn = settings.warehouse_connection(application_name=APPLICATION_NAME)
         try:
             prepare(conn)
-            pending = manifest.list_pending(s3, bucket, ledger.last_seq(conn))
+            pending = lake.committed_after(s3, bucket, ledger.last_seq(conn))
             for position, (seq, key) in enumerate(pending):
                 progress = _Progress()
                 try:
@@ -116,6 +102,16 @@ def prepare(conn: pg8000.native.Connection) -> None:
         raise
 
 
+def read_manifest(s3: Any, bucket: str, key: str) -> Manifest:
+    """The manifest at `key`; a ManifestError naming it when it cannot be read or parsed."""
+    try:
+        return lake.read_manifest(s3, bucket, key)
+    except lake.MalformedManifest as err:
+        raise ManifestError(str(err), file=key) from err
+    except Exception as err:  # botocore raises many kinds; each means "cannot read it"
+        raise ManifestError(f"manifest {key}: cannot read it: {err}", file=key) from err
+
+
 def _load_manifest(
     conn: pg8000.native.Connection,
     s3: Any,
@@ -129,7 +125,7 @@ def _load_manifest(
 ) -> Manifest | None:
     """Load one manifest in one transaction; None when another loader already did."""
     progress.file = key
-    doc = manifest.read_manifest(s3, bucket, key)
+    doc = read_manifest(s3, bucket, key)
     progress.file = None
     with logs.Timer() as timer:
         conn.run("BEGIN")
@@ -179,8 +175,8 @@ def _load_file(
     s3: Any,
     bucket: str,
     doc: Manifest,
-    entry: manifest.TableEntry,
-    data_file: manifest.DataFile,
+    entry: TableEntry,
+    data_file: DataFile,
     run_id: str,
     loaded_at: Any,
     log: Any,

@@ -13,8 +13,8 @@ import pg8000.native
 
 from lambda_loader import rawtypes
 from lambda_loader.errors import ManifestError, SchemaChangeError
-from lambda_loader.manifest import TableEntry
 from runtime.db import qualified, quote_ident
+from runtime.lake import TableEntry
 
 RAW_SCHEMA = "raw"
 # Lineage columns, after the source columns, in this order (docs/CONTRACTS.md).

@@ -1,18 +1,17 @@
 """The lake copy of the marts: new fact rows and changed dimension members as immutable Parquet.
 
 After a successful `dbt build`, every mart table gets new files in the processed bucket, one
-prefix per table, registered in the Glue Data Catalog (see `publish.glue`):
+prefix per table, registered in the Glue Data Catalog (see `publish.glue`); the tables are
+`publish.marts`'s, the bookkeeping `publish.ledger`'s (the docs site is `publish.docs`'s):
 
     marts/<fact>/<yyyy>/<mm>/<dd>/<first_key:010d>-<last_key:010d>.parquet
     marts/<dim>/<yyyy>/<mm>/<dd>/<run_id>-<content digest>.parquet
-    docs/<yyyy>/<mm>/<dd>/<run_id>/{index.html,manifest.json,catalog.json}
 
 Facts: the rows whose surrogate key is above the table's `ops.publish_ledger.last_key`, exactly
 once. Dimensions (which have no version key): the members whose row hash (`md5` of the whole
 row) differs from the one in `ops.publish_dim_state`, plus new members (new dates in dim_date);
 each dim file also carries `published_at`, so the newest file holding a member has its current
 values. Columns otherwise are the mart's, with the types of `runtime.pg_arrow` (time as text).
-The docs site goes under a new prefix each run; the newest prefix is the current site.
 
 Exactly once, crash-safe, never overwriting. Each file is first planned in `ops.publish_files`
 (status `pending`, with its key range or its members) and committed; then the object is put with
@@ -27,11 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pg8000.native
@@ -39,39 +36,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from publish import glue
+from publish import glue, ledger
+from publish.marts import DIMENSIONS, FACTS
+from publish.marts import SCHEMA as MARTS
+from publish.objects import PublishError, put_once
 from runtime import logs, pg_arrow
 from runtime.config import Settings
 from runtime.db import qualified, quote_ident
-from totes import ops  # moves to publish.ledger (layers issue)
 
-MARTS = "marts"
-FACTS: Mapping[str, str] = {  # fact → surrogate key (spec/warehouse.md)
-    "fact_sales_order": "sales_record_id",
-    "fact_purchase_order": "purchase_record_id",
-    "fact_payment": "payment_record_id",
-}
-DIMENSIONS: Mapping[str, str] = {  # dimension → member key
-    "dim_date": "date_id",
-    "dim_staff": "staff_id",
-    "dim_location": "location_id",
-    "dim_currency": "currency_id",
-    "dim_design": "design_id",
-    "dim_counterparty": "counterparty_id",
-    "dim_payment_type": "payment_type_id",
-    "dim_transaction": "transaction_id",
-}
 ROWS_PER_FILE = 250_000
 PUBLISHED_AT = "published_at"
 _PUBLISH_LOCK = 7_412_002
 PARQUET_TYPE = "application/vnd.apache.parquet"
-_CONTENT_TYPES = {".html": "text/html", ".json": "application/json"}
 
 UploadHook = Callable[["PublishedFile"], None]
-
-
-class PublishError(RuntimeError):
-    """The lake copy could not be written; the message names the table and object."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +102,7 @@ def publish(
     log = logs.run_logger("publish.publish", run_id)
     conn = settings.warehouse_connection()
     try:
-        ops.ensure_schema(conn)
+        ledger.ensure_schema(conn)
         conn.run("select pg_advisory_lock(:key)", key=_PUBLISH_LOCK)
         try:
             target = _Target(settings, conn, settings.client("s3"), run_id, day, after_upload, log)
@@ -140,29 +118,6 @@ def publish(
     result = PublishResult(run_id, tuple(done))
     log.info("marts published", rows=result.rows, files=result.files, tables=result.per_table())
     return result
-
-
-def publish_docs(
-    settings: Settings,
-    docs: Mapping[str, Path],
-    *,
-    run_id: str,
-    today: date | None = None,
-) -> list[str]:
-    """Upload the dbt docs site (name → local file) under `docs/<yyyy>/<mm>/<dd>/<run_id>/`."""
-    day = today or datetime.now(UTC).date()
-    s3 = settings.client("s3")
-    prefix = f"docs/{day:%Y/%m/%d}/{run_id}/"
-    keys = []
-    for name, path in sorted(docs.items()):
-        key = prefix + name
-        content_type = _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
-        _put_once(s3, settings.processed_bucket, key, path.read_bytes(), content_type, run_id)
-        keys.append(key)
-    logs.run_logger("publish.publish", run_id).info(
-        "docs published", prefix=prefix, files=len(keys)
-    )
-    return keys
 
 
 # ---- one table at a time -----------------------------------------------------------------------
@@ -226,11 +181,11 @@ class _Target:
         """Record the files that will hold the keys above the ledger: chunks of ROWS_PER_FILE."""
         self.conn.run("start transaction")
         try:
-            ledger = self.conn.run(
+            recorded = self.conn.run(
                 "select last_key from ops.publish_ledger where table_name = :t for update",
                 t=table,
             )
-            last = int(ledger[0][0]) if ledger else 0
+            last = int(recorded[0][0]) if recorded else 0
             key = quote_ident(surrogate)
             chunks = self.conn.run(
                 f"select min({key}), max({key}), count(*) from {qualified(MARTS, table)} "  # noqa: S608 - identifiers quoted
@@ -360,7 +315,7 @@ class _Target:
         pq.write_table(body, buffer, compression="snappy")
         bucket = self.settings.processed_bucket
         with logs.Timer() as timer:
-            written = _put_once(self.s3, bucket, key, buffer.getvalue(), PARQUET_TYPE, self.run_id)
+            written = put_once(self.s3, bucket, key, buffer.getvalue(), PARQUET_TYPE, self.run_id)
             glue.register(self.settings, table, body.schema, _day_of(key))
         file = PublishedFile(table, key, body.num_rows, already_there=not written)
         self.log.info(
@@ -396,24 +351,6 @@ class _Target:
             raise
 
 
-def _put_once(s3: Any, bucket: str, key: str, body: bytes, content_type: str, run_id: str) -> bool:
-    """Create the object unless it exists (never overwrite); False when it was already there."""
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            IfNoneMatch="*",
-            Metadata={"run-id": run_id},
-        )
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "PreconditionFailed":
-            return False
-        raise PublishError(f"cannot write s3://{bucket}/{key}: {err}") from err
-    return True
-
-
 def _day_of(key: str) -> date:
     """The date folder of `marts/<table>/<yyyy>/<mm>/<dd>/<file>`."""
     year, month, day = key.split("/")[2:5]
@@ -423,26 +360,3 @@ def _day_of(key: str) -> date:
 def _literal(text: str) -> str:
     """A SQL string literal, for the few statements (COPY) that cannot take bound parameters."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m publish.publish [--docs DIR] [--run-id ID]`: for CodeBuild's run_dbt.sh."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m publish.publish", description=main.__doc__)
-    parser.add_argument("--docs", type=Path, help="a dbt target folder: upload only its docs site")
-    parser.add_argument("--run-id", default=None)
-    args = parser.parse_args(argv)
-    logs.configure()
-    settings = Settings.from_env()
-    run_id = args.run_id or logs.new_run_id()
-    if args.docs:
-        docs = {n: args.docs / n for n in ("index.html", "manifest.json", "catalog.json")}
-        publish_docs(settings, {n: p for n, p in docs.items() if p.exists()}, run_id=run_id)
-    else:
-        publish(settings, run_id=run_id)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -127,6 +128,36 @@ def close(conn: pg8000.native.Connection) -> None:
     """Close `conn`, which may already be closed (an abandoned COPY read closes its own)."""
     with contextlib.suppress(pg8000.exceptions.InterfaceError):
         conn.close()
+
+
+# unique_violation, duplicate_schema, duplicate_table: what a concurrent `create ... if not
+# exists` of the same catalog entry raises in the transaction that lost the race.
+_DDL_RACES = frozenset({"23505", "42P06", "42P07"})
+
+
+def run_ddl_once(conn: pg8000.native.Connection, lock_key: int, statements: Sequence[str]) -> None:
+    """Run idempotent DDL in one transaction under `pg_advisory_xact_lock(lock_key)`.
+
+    The lock serialises everyone creating the same objects (same key). An object shared with
+    DDL guarded by another key (`create schema if not exists ops`, say) can still race; the
+    loser's error means the winner has committed it, so the transaction is run once more.
+    """
+    for attempt in (1, 2):
+        conn.run("start transaction")
+        try:
+            conn.run("select pg_advisory_xact_lock(:key)", key=lock_key)
+            for statement in statements:
+                conn.run(statement)
+            conn.run("commit")
+            return
+        except pg8000.exceptions.DatabaseError as err:
+            conn.run("rollback")
+            code = err.args[0].get("C") if err.args and isinstance(err.args[0], dict) else None
+            if attempt == 2 or code not in _DDL_RACES:
+                raise
+        except BaseException:
+            conn.run("rollback")
+            raise
 
 
 def quote_ident(name: str) -> str:

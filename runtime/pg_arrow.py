@@ -3,17 +3,14 @@
 The repo's pattern for moving rows out of Postgres: `COPY (query) TO STDOUT (FORMAT csv)`
 read in bulk by `runtime.copy_out`, parsed by pyarrow's CSV reader with the column types taken
 from the catalog (never inferred), so an empty string stays an empty string, a NULL stays NULL,
-a numeric keeps its scale, and a type this module does not know is an error, not a guess.
+a numeric keeps its scale, and a type `runtime.pg_types` does not know is an error, not a guess.
 
-Types chosen for the lake (Athena / Glue can read every one of them): `time` has no Athena
-type, so it is written as a string `HH24:MI:SS.MS`; `timestamptz` as a UTC timestamp.
+`time` travels as text (see `runtime.pg_types`): it is selected as `HH24:MI:SS.MS`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import pg8000.native
 import pyarrow as pa
@@ -21,32 +18,7 @@ import pyarrow.csv as pacsv
 
 from runtime.copy_out import copy_out
 from runtime.db import qualified, quote_ident
-
-
-class UnsupportedColumnType(TypeError):
-    """A column whose Postgres type has no agreed Arrow type."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    pg_type: str  # format_type(): "integer", "numeric(10,2)", "time(3) without time zone" …
-    nullable: bool
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        return arrow_type(self.pg_type, self.name)
-
-    @property
-    def field(self) -> pa.Field:
-        return pa.field(self.name, self.arrow_type, nullable=self.nullable)
-
-    def select_expression(self, alias: str = "t") -> str:
-        """How to select this column so that its CSV text parses as `arrow_type`."""
-        ref = f"{quote_ident(alias)}.{quote_ident(self.name)}"
-        if self.pg_type.startswith("time") and not self.pg_type.startswith("timestamp"):
-            return f"to_char({ref}, 'HH24:MI:SS.MS') as {quote_ident(self.name)}"
-        return ref
+from runtime.pg_types import Column, parse
 
 
 def table_columns(conn: pg8000.native.Connection, schema: str, table: str) -> list[Column]:
@@ -68,41 +40,21 @@ def table_columns(conn: pg8000.native.Connection, schema: str, table: str) -> li
     return [Column(name, pg_type, bool(nullable)) for name, pg_type, nullable in rows]
 
 
-def arrow_type(pg_type: str, column: str = "?") -> pa.DataType:
-    """The Arrow type for a `format_type()` string."""
-    simple = {
-        "smallint": pa.int16(),
-        "integer": pa.int32(),
-        "bigint": pa.int64(),
-        "real": pa.float32(),
-        "double precision": pa.float64(),
-        "boolean": pa.bool_(),
-        "date": pa.date32(),
-        "text": pa.string(),
-        "uuid": pa.string(),
-        "json": pa.string(),
-        "jsonb": pa.string(),
-    }
-    if pg_type in simple:
-        return simple[pg_type]
-    if re.fullmatch(r"(character varying|character|varchar|char)(\(\d+\))?", pg_type):
-        return pa.string()
-    if numeric := re.fullmatch(r"numeric\((\d+),(\d+)\)", pg_type):
-        return pa.decimal128(int(numeric.group(1)), int(numeric.group(2)))
-    if stamp := re.fullmatch(r"timestamp(?:\((\d)\))? (with|without) time zone", pg_type):
-        unit = "ms" if stamp.group(1) is not None and int(stamp.group(1)) <= 3 else "us"
-        return pa.timestamp(unit, tz="UTC" if stamp.group(2) == "with" else None)
-    if re.fullmatch(r"time(\(\d\))? without time zone", pg_type):
-        return pa.string()  # Athena has no time type: HH24:MI:SS.MS text
-    raise UnsupportedColumnType(f"column {column}: no lake type agreed for Postgres {pg_type!r}")
-
-
 def schema_of(columns: Sequence[Column]) -> pa.Schema:
     return pa.schema([c.field for c in columns])
 
 
 def select_list(columns: Sequence[Column], alias: str = "t") -> str:
-    return ", ".join(c.select_expression(alias) for c in columns)
+    return ", ".join(select_expression(c, alias) for c in columns)
+
+
+def select_expression(column: Column, alias: str = "t") -> str:
+    """How to select the column so that its CSV text parses as its Arrow type."""
+    ref = f"{quote_ident(alias)}.{quote_ident(column.name)}"
+    parsed = parse(column.pg_type)
+    if parsed is not None and parsed.family == "time":
+        return f"to_char({ref}, 'HH24:MI:SS.MS') as {quote_ident(column.name)}"
+    return ref
 
 
 def read_table(

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from publish.docs import DOCS_FILES
 from runtime import db
 from runtime.config import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_warehouse"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
-DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 

@@ -1,14 +1,8 @@
-"""The warehouse's `ops` schema: the cycle's own records (runs, publish ledgers).
+"""The warehouse's `ops` schema: the cycle's own record, `ops.cycle_runs`.
 
-Operational state owned by `totes run` and `publish.publish`, never by dbt:
-
-- `ops.cycle_runs`: one row per cycle, written when it starts (`running`) and when it ends
-  (`succeeded` / `failed`, the failing step and its error, a JSON summary per step).
-- `ops.publish_ledger`: per fact, the highest surrogate key already in the processed bucket.
-- `ops.publish_files`: every object the publish step intends to write (`pending`) or has written
-  (`done`); a pending row is how a publish that crashed mid-way is finished by the next one.
-- `ops.publish_dim_state`: per dimension member, the hash of the row last published.
-- `ops.publish_dim_pending`: the members (and hashes) a pending dimension file holds.
+One row per cycle, written by `totes run` when it starts (`running`) and when it ends
+(`succeeded` / `failed`, the failing step and its error, a JSON summary per step); never by dbt.
+The publish step keeps its ledgers in the same schema (`publish.ledger`).
 """
 
 from __future__ import annotations
@@ -20,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import pg8000.native
+
+from runtime.db import run_ddl_once
 
 SCHEMA = "ops"
 _DDL_LOCK = 7_412_001  # pg_advisory_xact_lock key: concurrent `create ... if not exists` race
@@ -38,46 +34,6 @@ _DDL = (
     )
     """,
     "create index if not exists cycle_runs_started_at on ops.cycle_runs (started_at desc)",
-    """
-    create table if not exists ops.publish_ledger (
-        table_name text primary key,
-        last_key bigint not null,
-        published_at timestamptz not null
-    )
-    """,
-    """
-    create table if not exists ops.publish_files (
-        object_key text primary key,
-        table_name text not null,
-        kind text not null check (kind in ('fact', 'dim', 'docs')),
-        first_key bigint,
-        last_key bigint,
-        rows bigint,
-        status text not null check (status in ('pending', 'done')),
-        run_id text not null,
-        created_at timestamptz not null default now(),
-        published_at timestamptz
-    )
-    """,
-    "create index if not exists publish_files_pending on ops.publish_files (table_name)"
-    " where status = 'pending'",
-    """
-    create table if not exists ops.publish_dim_state (
-        table_name text not null,
-        member_key text not null,
-        row_hash text not null,
-        published_at timestamptz not null,
-        primary key (table_name, member_key)
-    )
-    """,
-    """
-    create table if not exists ops.publish_dim_pending (
-        object_key text not null references ops.publish_files (object_key) on delete cascade,
-        member_key text not null,
-        row_hash text not null,
-        primary key (object_key, member_key)
-    )
-    """,
 )
 
 
@@ -95,16 +51,8 @@ class CycleRun:
 
 
 def ensure_schema(conn: pg8000.native.Connection) -> None:
-    """Create the ops schema and tables if absent (safe when several cycles start at once)."""
-    conn.run("start transaction")
-    try:
-        conn.run("select pg_advisory_xact_lock(:key)", key=_DDL_LOCK)
-        for statement in _DDL:
-            conn.run(statement)
-        conn.run("commit")
-    except BaseException:
-        conn.run("rollback")
-        raise
+    """Create the ops schema and `ops.cycle_runs` if absent (safe when cycles start at once)."""
+    run_ddl_once(conn, _DDL_LOCK, _DDL)
 
 
 def record_cycle_start(conn: pg8000.native.Connection, run_id: str, started_at: datetime) -> None:

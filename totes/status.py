@@ -9,19 +9,19 @@ facts, how far the lake copy is published. Then the last cycles from `ops.cycle_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pg8000.native
 
-from publish import publish
+from lambda_loader import ledger as load_ledger
+from publish import ledger as publish_ledger
+from publish import marts as mart_list
+from runtime import lake
 from runtime.config import Settings
 from runtime.db import qualified, quote_ident
 from totes import ops
-
-MANIFESTS = "_manifests/"
 
 
 @dataclass(frozen=True)
@@ -97,81 +97,16 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
     return StatusReport(datetime.now(UTC), sources, marts, runs, stack, problems)
 
 
-def show(settings: Settings) -> int:
-    """Print the status with rich tables; non-zero when a part could not be read."""
-    from rich.console import Console
-
-    report = gather(settings, stack=_local_stack_status())
-    render(report, Console())
-    return 1 if report.problems else 0
-
-
-def render(report: StatusReport, console: Any) -> None:
-    from rich.table import Table
-
-    if report.stack is not None:
-        pg, s3 = report.stack["postgres"], report.stack["s3"]
-        console.print(
-            f"local stack {report.stack['home']}: postgres {_running(pg['running'])}, "
-            f"AWS endpoint {_running(s3['running'])} {s3.get('endpoint') or ''}"
-        )
-    sources = Table(title="source tables", title_justify="left")
-    for column in ("table", "committed (seq · watermark)", "loaded (seq · watermark)", "raw rows",
-                   "last load", "lag"):  # fmt: skip
-        sources.add_column(column, justify="right" if column == "raw rows" else "left")
-    for s in report.sources:
-        lag = s.lag(report.now)
-        sources.add_row(
-            s.table,
-            _pair(s.committed_seq, s.committed_watermark),
-            _pair(s.loaded_seq, s.loaded_watermark),
-            _num(s.raw_rows),
-            f"{s.last_loaded_at:%Y-%m-%d %H:%M:%S}" if s.last_loaded_at else "",
-            _lag(lag),
-        )
-    console.print(sources)
-    marts = Table(title="marts", title_justify="left")
-    for column in ("table", "rows", "newest key", "published through"):
-        marts.add_column(column, justify="left" if column == "table" else "right")
-    for m in report.marts:
-        marts.add_row(m.table, _num(m.rows), _num(m.newest_key), _num(m.published_through))
-    console.print(marts)
-    runs = Table(title="last runs", title_justify="left")
-    for column in ("run id", "started", "seconds", "outcome", "steps"):
-        runs.add_column(column)
-    for r in report.runs:
-        seconds = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-        outcome = {
-            "succeeded": "[green]succeeded[/]",
-            "running": "[yellow]running[/]",
-        }.get(r.status, f"[red]failed at {r.failed_step}[/]: {(r.error or '')[:120]}")
-        runs.add_row(
-            r.run_id,
-            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-            "" if seconds is None else f"{seconds:.1f}",
-            outcome,
-            " · ".join(_step(s) for s in r.steps if s.get("status") == "succeeded"),
-        )
-    console.print(runs)
-    for problem in report.problems:
-        console.print(f"[red]cannot read {problem}[/]")
-
-
 # ---- readers ------------------------------------------------------------------------------------
 
 
 def _loaded(conn: pg8000.native.Connection) -> tuple[int | None, dict[str, dict[str, Any]]]:
     """The newest loaded seq overall, and per table its newest seq, watermark and load time."""
-    if not _exists(conn, "raw", "_manifest_tables"):
-        return None, {}
-    rows = conn.run(
-        "select distinct on (table_name) table_name, seq, watermark_high::text,"
-        " max(loaded_at) over (partition by table_name)"
-        " from raw._manifest_tables order by table_name, seq desc"
-    )
-    newest = conn.run("select max(seq) from raw._manifest_tables")[0][0]
+    tables = load_ledger.loaded_tables(conn)
+    newest = max((t.seq for t in tables.values()), default=None)
     return newest, {
-        t: {"seq": seq, "watermark": mark, "loaded_at": at} for t, seq, mark, at in rows
+        name: {"seq": t.seq, "watermark": t.watermark_high, "loaded_at": t.loaded_at}
+        for name, t in tables.items()
     }
 
 
@@ -187,43 +122,29 @@ def _raw_counts(conn: pg8000.native.Connection) -> dict[str, int]:
 
 
 def _marts(conn: pg8000.native.Connection) -> list[MartStatus]:
-    published: dict[str, int] = {}
-    if _exists(conn, "ops", "publish_ledger"):
-        published = dict(conn.run("select table_name, last_key from ops.publish_ledger"))
+    published = publish_ledger.published_through(conn)
     found = []
-    for table in (*publish.DIMENSIONS, *publish.FACTS):
-        if not _exists(conn, publish.MARTS, table):
+    for table in mart_list.TABLES:
+        if not _exists(conn, mart_list.SCHEMA, table):
             found.append(MartStatus(table, None))
             continue
-        name = qualified(publish.MARTS, table)
+        name = qualified(mart_list.SCHEMA, table)
         rows = conn.run(f"select count(*) from {name}")[0][0]  # noqa: S608 - quoted
         newest = None
-        if table in publish.FACTS:
-            key = quote_ident(publish.FACTS[table])
+        if table in mart_list.FACTS:
+            key = quote_ident(mart_list.FACTS[table])
             newest = conn.run(f"select max({key}) from {name}")[0][0]  # noqa: S608 - quoted
         found.append(MartStatus(table, rows, published.get(table), newest))
     return found
 
 
 def _latest_manifest(settings: Settings, *, after: int | None) -> dict[str, Any]:
-    """The newest committed manifest: its seq and each table's watermark high."""
-    s3 = settings.client("s3")
-    start = f"{MANIFESTS}{after:010d}.json" if after else ""
-    newest = None
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=settings.ingestion_bucket, Prefix=MANIFESTS, StartAfter=start
-    ):
-        for obj in page.get("Contents", []):
-            newest = obj["Key"]
-    if newest is None and after:
-        newest = start
-    if newest is None:
+    """The newest committed manifest: its seq and each table's watermark high. `after` (the
+    newest loaded seq) is committed, so the listing starts there."""
+    manifest = lake.latest_manifest(settings.client("s3"), settings.ingestion_bucket, after=after)
+    if manifest is None:
         return {}
-    body = json.loads(s3.get_object(Bucket=settings.ingestion_bucket, Key=newest)["Body"].read())
-    return {
-        "seq": body.get("seq"),
-        "tables": {t["table"]: (t.get("watermark") or {}).get("high") for t in body["tables"]},
-    }
+    return {"seq": manifest.seq, "tables": {t.table: t.watermark_high for t in manifest.tables}}
 
 
 def _exists(conn: pg8000.native.Connection, schema: str, table: str) -> bool:
@@ -235,39 +156,3 @@ def _exists(conn: pg8000.native.Connection, schema: str, table: str) -> bool:
             t=table,
         )
     )
-
-
-def _local_stack_status() -> dict[str, Any] | None:
-    from infra.local.stack import LocalStack
-
-    stack = LocalStack.from_env()
-    return stack.status() if stack.state_file.exists() else None
-
-
-# ---- formatting ---------------------------------------------------------------------------------
-
-
-def _running(flag: bool) -> str:
-    return "[green]running[/]" if flag else "[red]stopped[/]"
-
-
-def _pair(seq: int | None, mark: str | None) -> str:
-    return "" if seq is None else f"{seq} · {mark or '—'}"
-
-
-def _num(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def _lag(lag: timedelta | None) -> str:
-    if lag is None:
-        return ""
-    minutes = lag.total_seconds() / 60
-    text = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
-    style = "green" if minutes < 15 else "yellow" if minutes < 30 else "red"
-    return f"[{style}]{text}[/]"
-
-
-def _step(step: dict[str, Any]) -> str:
-    counts = [f"{step[k]} {k}" for k in ("rows", "models", "tests") if step.get(k) is not None]
-    return f"{step['step']} {'/'.join(counts)}".strip()

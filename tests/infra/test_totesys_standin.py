@@ -1,7 +1,7 @@
-"""The totesys stand-in: its schema is exactly spec/totesys.md's, seeding is deterministic and
+"""The totesys stand-in: its schema is exactly docs/SOURCE.md's, seeding is deterministic and
 realistic, simulated activity keeps every invariant, and the commands fail clearly.
 
-The expected schema below is written out from the spec by hand, never derived from schema.sql.
+The expected schema below is written out from docs/SOURCE.md by hand, never derived from schema.sql.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _id(table: str, column: str) -> tuple[str, str, str, str]:
     return (column, "integer", NN, f"nextval('{table}_{column}_seq'::regclass)")
 
 
-# (column, type, nullability, default) in database order, from spec/totesys.md's table.
+# (column, type, nullability, default) in database order, from docs/SOURCE.md's tables.
 SPEC_COLUMNS = {
     "address": [
         _id("address", "address_id"),
@@ -228,7 +228,7 @@ def seeded(totesys):
 
 
 @pytest.mark.parametrize("table", list(SPEC_COLUMNS))
-def test_columns_match_the_spec_in_order_type_nullability_and_default(totesys, table):
+def test_columns_match_the_documented_source_in_order_type_nullability_and_default(totesys, table):
     create_schema(totesys)
     rows = totesys.run(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
@@ -243,7 +243,7 @@ def test_columns_match_the_spec_in_order_type_nullability_and_default(totesys, t
     assert [tuple(r) for r in rows] == SPEC_COLUMNS[table]
 
 
-def test_the_schema_holds_exactly_the_spec_tables(totesys):
+def test_the_schema_holds_exactly_the_documented_tables(totesys):
     create_schema(totesys)
     tables = totesys.run(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
@@ -310,7 +310,7 @@ def test_unique_indexes_allow_one_transaction_per_order_and_one_payment_per_tran
     assert {tuple(r) for r in rows} == SPEC_UNIQUE_INDEXES
 
 
-def test_enum_types_have_the_spec_labels_in_order(totesys):
+def test_enum_types_have_the_documented_labels_in_order(totesys):
     create_schema(totesys)
     rows = totesys.run(
         "SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)"

@@ -17,7 +17,8 @@ import pytest
 from support.raw_from_source import load_raw
 
 from infra.local.totesys import seed, simulate
-from publish import glue, publish
+from publish import glue, ledger, marts, publish
+from runtime import pg_arrow
 from totes import dbt_build
 
 pytestmark = pytest.mark.slow
@@ -89,8 +90,8 @@ def mart_keys(isolated, table: str, key: str) -> list[int]:
 def mart_rows(isolated, table: str) -> list[dict]:
     conn = isolated.warehouse()
     try:
-        return publish.pg_arrow.read_table(
-            conn, "marts", table, publish.pg_arrow.table_columns(conn, "marts", table)
+        return pg_arrow.read_table(
+            conn, "marts", table, pg_arrow.table_columns(conn, "marts", table)
         ).to_pylist()
     finally:
         conn.close()
@@ -112,12 +113,12 @@ def test_each_fact_row_is_published_once_and_changed_members_again(isolated, tmp
     second = publish.publish(isolated.settings, run_id="run-2")
     third = publish.publish(isolated.settings, run_id="run-3")
 
-    for fact, key in publish.FACTS.items():
+    for fact, key in marts.FACTS.items():
         in_lake = sorted(row[key] for row in lake_rows(isolated, fact))
         assert in_lake == mart_keys(isolated, fact, key), fact
         assert first.per_table()[fact]["rows"] > 0
         assert second.per_table()[fact]["rows"] > 0, f"{fact}: the simulate added versions"
-    for dim, key in publish.DIMENSIONS.items():
+    for dim, key in marts.DIMENSIONS.items():
         latest: dict = {}
         for row in sorted(lake_rows(isolated, dim), key=lambda r: r[publish.PUBLISHED_AT]):
             member = row.pop(key)  # before building the value, which must not hold the key
@@ -127,6 +128,14 @@ def test_each_fact_row_is_published_once_and_changed_members_again(isolated, tmp
     assert {"dim_location", "dim_counterparty", "dim_design"} <= set(second.per_table())
     assert third.files == 0, "nothing changed since the last publish"
     assert set(object_versions(isolated).values()) == {1}, "no object written twice"
+    conn = isolated.warehouse()
+    try:
+        through = ledger.published_through(conn)
+    finally:
+        conn.close()
+    assert through == {
+        fact: max(mart_keys(isolated, fact, key)) for fact, key in marts.FACTS.items()
+    }
 
 
 def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tmp_path):
@@ -139,7 +148,7 @@ def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tm
 
     glue_client = settings.client("glue")
     tables = {t["Name"]: t for t in glue_client.get_tables(DatabaseName=database)["TableList"]}
-    assert set(tables) == {*publish.FACTS, *publish.DIMENSIONS}
+    assert set(tables) == {*marts.FACTS, *marts.DIMENSIONS}
     sales = tables["fact_sales_order"]
     columns = {c["Name"]: c["Type"] for c in sales["StorageDescriptor"]["Columns"]}
     assert columns["unit_price"] == "decimal(10,2)"
@@ -175,28 +184,10 @@ def test_a_publish_that_crashes_after_uploading_finishes_without_duplicates(isol
 
     finished = {f.table: f for f in retried.objects if f.already_there}
     assert "fact_purchase_order" in finished, "the retry found the crashed upload and kept it"
-    for fact, key in publish.FACTS.items():
+    for fact, key in marts.FACTS.items():
         in_lake = [row[key] for row in lake_rows(isolated, fact)]
         assert sorted(in_lake) == mart_keys(isolated, fact, key), fact
     staff = [row["staff_id"] for row in lake_rows(isolated, "dim_staff")]
     assert Counter(staff).most_common(1)[0][1] == 1, "dim_staff published once, not re-planned"
     assert set(object_versions(isolated).values()) == {1}
     assert publish.publish(isolated.settings, run_id="run-4").files == 0
-
-
-def test_the_docs_site_goes_to_a_new_prefix_and_is_never_overwritten(isolated, tmp_path):
-    versioned(isolated)
-    docs = {}
-    for name in dbt_build.DOCS_FILES:
-        docs[name] = tmp_path / name
-        docs[name].write_text(f"<{name}>")
-    day = date(2026, 3, 4)
-
-    first = publish.publish_docs(isolated.settings, docs, run_id="run-1", today=day)
-    again = publish.publish_docs(isolated.settings, docs, run_id="run-1", today=day)
-    second = publish.publish_docs(isolated.settings, docs, run_id="run-2", today=day)
-
-    assert "docs/2026/03/04/run-1/index.html" in first
-    assert again == first
-    assert set(second).isdisjoint(first)
-    assert set(object_versions(isolated).values()) == {1}

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.extract import ExtractOptions
+from runtime.lake import DATA_PREFIX, MANIFEST_PREFIX
 
 # No margin: tests settle the clock themselves (see `settle`) instead of waiting a second.
 OPTIONS = ExtractOptions(margin_s=0.0)
@@ -24,7 +25,7 @@ def lake(isolated: Any) -> tuple[Any, str]:
 def manifests(s3: Any, bucket: str) -> list[dict[str, Any]]:
     return [
         json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
-        for k in _keys(s3, bucket, "_manifests/")
+        for k in _keys(s3, bucket, MANIFEST_PREFIX)
     ]
 
 
@@ -34,7 +35,7 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def data_keys(s3: Any, bucket: str) -> list[str]:
-    return _keys(s3, bucket, "totesys/")
+    return _keys(s3, bucket, DATA_PREFIX)
 
 
 def entry(manifest: dict[str, Any], table: str) -> dict[str, Any]:

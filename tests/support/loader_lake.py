@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runtime import lake
+
 SALES_ORDER: list[tuple[str, str, pa.DataType, bool]] = [
     ("sales_order_id", "integer", pa.int32(), False),
     ("created_at", "timestamp(3) without time zone", pa.timestamp("ms"), False),
@@ -31,6 +33,8 @@ SALES_ORDER: list[tuple[str, str, pa.DataType, bool]] = [
     ("agreed_payment_date", "text", pa.string(), False),
     ("agreed_delivery_location_id", "integer", pa.int32(), False),
 ]
+# The day data files are filed under (run ids below are of that day too).
+DAY = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 @dataclass
@@ -86,7 +90,7 @@ def put_extract(
     for part in tables:
         files = []
         for number, data in enumerate(part.parts):
-            key = f"totesys/{part.table}/2026/11/25/{run_id}-{number:05d}.parquet"
+            key = lake.part_key(part.table, run_id, DAY, number)
             body = parquet_bytes(data)
             files.append(
                 {
@@ -111,7 +115,7 @@ def put_extract(
             }
         )
     doc = {
-        "format": "totes-manifest/1",
+        "format": lake.FORMAT,
         "seq": seq,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -122,7 +126,7 @@ def put_extract(
         manifest_edit(doc)
     s3.put_object(
         Bucket=bucket,
-        Key=f"_manifests/{seq:010d}.json",
+        Key=lake.manifest_key(seq),
         Body=json.dumps(doc).encode(),
         IfNoneMatch="*",
     )

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import io
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from infra.local.totesys.schema import TOTESYS_TABLES
+from runtime import lake
 from runtime.db import quote_ident
+from runtime.pg_types import Column
 
 TABLES = TOTESYS_TABLES
 
@@ -35,16 +38,11 @@ _LEDGER_DDL = (
 )
 
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    raw_type: str
-
-
 def source_columns(totesys: Any, table: str) -> list[Column]:
-    """Columns of a totesys table in order, with their raw-layer types (CONTRACTS.md)."""
+    """Columns of a totesys table in order (totesys has no domains: an enum is the only type
+    `Column` cannot type from its name)."""
     rows = totesys.run(
-        """select a.attname, format_type(a.atttypid, a.atttypmod), t.typtype, t.typname
+        """select a.attname, format_type(a.atttypid, a.atttypmod), t.typtype, not a.attnotnull
            from pg_attribute a
            join pg_class c on c.oid = a.attrelid
            join pg_namespace n on n.oid = c.relnamespace
@@ -54,16 +52,19 @@ def source_columns(totesys: Any, table: str) -> list[Column]:
            order by a.attnum""",
         table=table,
     )
-    cols = []
-    for name, formatted, typtype, typname in rows:
-        if typtype == "e" or typname in ("text", "varchar", "bpchar"):
-            raw_type = "text"
-        else:
-            raw_type = formatted
-        cols.append(Column(name, raw_type))
+    cols = [
+        Column(name, formatted, nullable, "string" if typtype == "e" else "")
+        for name, formatted, typtype, nullable in rows
+    ]
     if not cols:
         raise LookupError(f"totesys has no table {table!r}")
     return cols
+
+
+def raw_type(column: Column) -> str:
+    """The raw-layer type (CONTRACTS.md): text for every column carried as text (text,
+    varchar, enums), the source's own type for the rest."""
+    return "text" if column.arrow == pa.string() else column.pg_type
 
 
 def ensure_raw_tables(totesys: Any, warehouse: Any) -> None:
@@ -72,7 +73,7 @@ def ensure_raw_tables(totesys: Any, warehouse: Any) -> None:
         warehouse.run(statement)
     for table in TABLES:
         cols = ",\n".join(
-            f"{quote_ident(c.name)} {c.raw_type}" for c in source_columns(totesys, table)
+            f"{quote_ident(c.name)} {raw_type(c)}" for c in source_columns(totesys, table)
         )
         warehouse.run(
             f"""create table if not exists raw.{quote_ident(table)} (
@@ -118,7 +119,7 @@ def load_raw(totesys: Any, warehouse: Any, *, redeliver_all: bool = False) -> in
         warehouse.run(
             """insert into raw._manifest_ledger (manifest_key, seq, run_id, rows, loaded_at)
                values (:key, :seq, :run_id, :rows, clock_timestamp())""",
-            key=f"_manifests/{seq:010d}.json",
+            key=lake.manifest_key(seq),
             seq=seq,
             run_id=run_id,
             rows=total,
@@ -158,7 +159,7 @@ def _copy_table(
         f"create temp table _stage as select {col_list} from raw.{quote_ident(table)} with no data"
     )
     warehouse.run("copy _stage from stdin (format binary)", stream=buf)
-    source_file = f"totesys/{table}/dev/{run_id}-00000.parquet"
+    source_file = f"{lake.DATA_PREFIX}{table}/dev/{run_id}-00000.parquet"
     warehouse.run(
         f"insert into raw.{quote_ident(table)} ({col_list}, _manifest_seq, _run_id, "
         f"_source_file, _loaded_at) select {col_list}, :seq, :run_id, :file, clock_timestamp() "

@@ -1,7 +1,7 @@
 """A small, deterministic, realistic totesys for dbt development and tests, used only while
 `infra.local.totesys.seed` is not importable (the fixture prefers the real seed module).
 
-`fill(conn)` writes the reference tables the way spec/totesys.md describes them (3 currencies,
+`fill(conn)` writes the reference tables the way docs/SOURCE.md describes them (3 currencies,
 4 payment types, 8 departments, 20 staff, 30 addresses, 20 counterparties) plus designs and a few
 hundred orders, each with its transaction and payment. `burst(conn)` writes new activity: new
 orders (with transactions and payments) stamped now.

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from infra.local.totesys import seed, simulate
 from runtime.config import Settings
-from totes import cycle, dbt_build, status
+from totes import cli, console, cycle, dbt_build, status
 
 pytestmark = pytest.mark.slow
 FACT_SOURCES = {
@@ -102,9 +102,9 @@ def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothi
     assert {r.status for r in report.runs} == {"succeeded"}
     assert {m.table: m.rows for m in report.marts if m.table in FACT_SOURCES} == expected
     assert {s.table for s in report.sources} >= set(FACT_SOURCES.values())
-    console = Console(file=io.StringIO(), width=240)
-    status.render(report, console)
-    printed = console.file.getvalue()
+    out = Console(file=io.StringIO(), width=240)
+    console.render_status(report, out)
+    printed = out.file.getvalue()
     assert later.run_id in printed
     assert "fact_sales_order" in printed
     assert "sales_order" in printed
@@ -161,12 +161,12 @@ def test_totes_run_exits_non_zero_naming_the_failing_step(isolated, tmp_path):
 
 
 def test_intervals_read_like_people_write_them():
-    assert cycle.parse_interval("5m") == 300
-    assert cycle.parse_interval("30s") == 30
-    assert cycle.parse_interval("1h") == 3600
-    assert cycle.parse_interval("90") == 90
+    assert cli.parse_interval("5m") == 300
+    assert cli.parse_interval("30s") == 30
+    assert cli.parse_interval("1h") == 3600
+    assert cli.parse_interval("90") == 90
     with pytest.raises(Exception, match="not an interval"):
-        cycle.parse_interval("soon")
+        cli.parse_interval("soon")
 
 
 def test_an_unknown_failure_step_is_refused():

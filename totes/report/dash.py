@@ -29,23 +29,12 @@ from typing import Any
 
 import pandas as pd
 
+from publish import marts
 from runtime import db
 
 MARTS_SCHEMA = "marts"
-MART_TABLES = (
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-    "fact_sales_order",
-    "fact_purchase_order",
-    "fact_payment",
-)
-FACT_TABLES = ("fact_sales_order", "fact_purchase_order", "fact_payment")
+MART_TABLES = marts.TABLES
+FACT_TABLES = tuple(marts.FACTS)
 UNDEFINED_TABLE = "42P01"
 REPORT_FILE = "report.json"
 

@@ -1,4 +1,4 @@
-"""The local stand-in for `totesys`, the Terrific Totes OLTP database (spec/totesys.md).
+"""The local stand-in for `totesys`, the Terrific Totes OLTP database (docs/SOURCE.md).
 
 `create_schema(conn)` builds the exact schema, `seed(conn, scale=...)` fills it with realistic,
 deterministic data, `simulate(conn, ...)` writes new business activity the way the app does.

@@ -1,4 +1,4 @@
--- totesys, pre-data: enum types, sequences and tables exactly as spec/totesys.md describes the
+-- totesys, pre-data: enum types, sequences and tables exactly as docs/SOURCE.md describes the
 -- real (Prisma-managed) database. Split like pg_dump's sections so a bulk load can run between
 -- this file and schema_post.sql (keys, indexes, foreign keys), which is much faster than
 -- checking every foreign key row by row during COPY. One statement per `;` at a line end.

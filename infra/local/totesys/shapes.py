@@ -1,5 +1,6 @@
 """Arrow schemas of the totesys tables, columns in database order: what the seeder generates
-and COPYs. The database's own types live in schema_pre.sql; tests check both against the spec."""
+and COPYs. The database's own types live in schema_pre.sql; tests check both against
+docs/SOURCE.md."""
 
 from __future__ import annotations
 

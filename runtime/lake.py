@@ -1,0 +1,270 @@
+"""The lake contract: where the ingestion bucket keeps what, what a manifest says, how a run
+commits. The extract writes through this module; the loader and `totes status` read through it.
+
+```
+totesys/<table>/<yyyy>/<mm>/<dd>/<run_id>-<part:05d>.parquet   data files, never overwritten
+_carry/<table>/<run_id>.parquet                                 versions shipped at/above high
+_manifests/<seq:010d>.json                                      the commit record, written last
+```
+
+A run is committed when its manifest exists. It is written with `IfNoneMatch="*"`: of two runs
+that read the same latest seq, exactly one creates seq + 1; the other learns it lost and has
+committed nothing (its data files are never read). The zero padding makes S3's lexicographic
+listing the same as seq order, so listing after a seq yields exactly the newer manifests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runtime.pg_types import Column
+
+SOURCE = "totesys"
+DATA_PREFIX = f"{SOURCE}/"
+CARRY_PREFIX = "_carry/"
+MANIFEST_PREFIX = "_manifests/"
+FORMAT = "totes-manifest/1"
+_MANIFEST_KEY = re.compile(r"^_manifests/(\d{10})\.json$")
+
+
+class MalformedManifest(ValueError):
+    """A manifest that is not valid `totes-manifest/1`; the message names its key."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+
+
+def part_key(table: str, run_id: str, day: datetime, part: int) -> str:
+    return f"{DATA_PREFIX}{table}/{day:%Y/%m/%d}/{run_id}-{part:05d}.parquet"
+
+
+def carry_key(table: str, run_id: str) -> str:
+    return f"{CARRY_PREFIX}{table}/{run_id}.parquet"
+
+
+def manifest_key(seq: int) -> str:
+    return f"{MANIFEST_PREFIX}{seq:010d}.json"
+
+
+def seq_of(key: str) -> int | None:
+    """The seq a manifest key names, or None for anything else under the prefix."""
+    match = _MANIFEST_KEY.match(key)
+    return int(match.group(1)) if match else None
+
+
+# ---- the manifest -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One Parquet part of a table's extract."""
+
+    key: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CarryFile:
+    """The (primary key, last_updated) of versions shipped at or above the watermark's high."""
+
+    key: str
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    table: str
+    primary_key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    watermark_low: str | None  # None: the table's first extract (every row)
+    watermark_high: str | None
+    rows: int
+    files: tuple[DataFile, ...]
+    carry: CarryFile | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    seq: int
+    run_id: str
+    created_at: str  # "YYYY-MM-DDTHH:MM:SS.mmmZ"
+    source: str
+    tables: tuple[TableEntry, ...]
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.seq)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    def table(self, name: str) -> TableEntry | None:
+        return next((t for t in self.tables if t.table == name), None)
+
+    def to_json(self) -> bytes:
+        """The manifest's bytes in S3: `indent=1`, keys in this order (docs/CONTRACTS.md)."""
+        doc = {
+            "format": FORMAT,
+            "seq": self.seq,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "source": self.source,
+            "tables": [_table_doc(t) for t in self.tables],
+        }
+        return json.dumps(doc, indent=1).encode()
+
+
+def new_manifest(
+    seq: int, run_id: str, tables: list[TableEntry], *, now: datetime | None = None
+) -> Manifest:
+    now = now or datetime.now(UTC)
+    created_at = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return Manifest(seq, run_id, created_at, SOURCE, tuple(tables))
+
+
+def parse_manifest(key: str, body: bytes) -> Manifest:
+    """The manifest stored at `key`; MalformedManifest when it does not follow the format."""
+    try:
+        doc = json.loads(body)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
+        manifest = Manifest(
+            seq=int(doc["seq"]),
+            run_id=str(doc["run_id"]),
+            created_at=str(doc.get("created_at", "")),
+            source=str(doc.get("source", "")),
+            tables=tuple(_table(t) for t in doc["tables"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise MalformedManifest(f"manifest {key} is malformed: {err!r}", key) from err
+    if seq_of(key) not in (None, manifest.seq):
+        raise MalformedManifest(f"manifest {key} says seq {manifest.seq}", key)
+    return manifest
+
+
+def _table_doc(entry: TableEntry) -> dict[str, Any]:
+    carry = entry.carry
+    return {
+        "table": entry.table,
+        "primary_key": list(entry.primary_key),
+        "columns": [
+            {
+                "name": c.name,
+                "pg_type": c.pg_type,
+                "arrow_type": c.arrow_type,
+                "nullable": c.nullable,
+            }
+            for c in entry.columns
+        ],
+        "watermark": {"low": entry.watermark_low, "high": entry.watermark_high},
+        "rows": entry.rows,
+        "files": [
+            {"key": f.key, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256}
+            for f in entry.files
+        ],
+        "carry": None
+        if carry is None
+        else {"key": carry.key, "rows": carry.rows, "sha256": carry.sha256},
+    }
+
+
+def _table(doc: dict[str, Any]) -> TableEntry:
+    watermark = doc.get("watermark") or {}
+    files = tuple(
+        DataFile(str(f["key"]), int(f["rows"]), int(f["bytes"]), str(f["sha256"]).lower())
+        for f in doc["files"]
+    )
+    carry = doc.get("carry")  # absent from manifests written before carries existed
+    entry = TableEntry(
+        table=str(doc["table"]),
+        primary_key=tuple(str(c) for c in doc.get("primary_key", ())),
+        columns=tuple(_column(c) for c in doc["columns"]),
+        watermark_low=watermark.get("low"),
+        watermark_high=watermark.get("high"),
+        rows=int(doc["rows"]),
+        files=files,
+        carry=None
+        if not carry
+        else CarryFile(str(carry["key"]), int(carry["rows"]), str(carry["sha256"]).lower()),
+    )
+    if sum(f.rows for f in files) != entry.rows:
+        raise ValueError(f"table {entry.table}: rows {entry.rows} != sum of its files' rows")
+    if not entry.columns:
+        raise ValueError(f"table {entry.table} lists no columns")
+    return entry
+
+
+def _column(doc: dict[str, Any]) -> Column:
+    arrow = str(doc["arrow_type"])
+    if not arrow:  # Column would derive one: a manifest says what its files hold, or nothing
+        raise ValueError(f"column {doc['name']!r} has an empty arrow_type")
+    return Column(str(doc["name"]), str(doc["pg_type"]), bool(doc["nullable"]), arrow)
+
+
+# ---- reading and committing ---------------------------------------------------------------------
+
+
+def read_manifest(s3: Any, bucket: str, key: str) -> Manifest:
+    """Raises botocore's errors when it cannot be read, MalformedManifest when it is not one."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return parse_manifest(key, body)
+
+
+def committed_after(s3: Any, bucket: str, after_seq: int | None) -> list[tuple[int, str]]:
+    """(seq, key) of every committed manifest with a seq above `after_seq`, oldest first."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": MANIFEST_PREFIX}
+    if after_seq is not None:
+        kwargs["StartAfter"] = manifest_key(after_seq)
+    found: list[tuple[int, str]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(**kwargs):
+        for obj in page.get("Contents", []):
+            seq = seq_of(obj["Key"])
+            if seq is not None and (after_seq is None or seq > after_seq):
+                found.append((seq, obj["Key"]))
+    return sorted(found)
+
+
+def latest_seq(s3: Any, bucket: str, *, after: int | None = None) -> int | None:
+    """The highest committed seq, None before the first run. `after`, a seq known to be
+    committed, lists only from there on (and is the answer when nothing is newer)."""
+    found = committed_after(s3, bucket, after)
+    return found[-1][0] if found else after
+
+
+def latest_manifest(s3: Any, bucket: str, *, after: int | None = None) -> Manifest | None:
+    """The committed manifest with the highest seq, or None before the first run."""
+    seq = latest_seq(s3, bucket, after=after)
+    return None if seq is None else read_manifest(s3, bucket, manifest_key(seq))
+
+
+def commit_manifest(s3: Any, bucket: str, manifest: Manifest) -> bool:
+    """Create the manifest's key if nobody has; False when another run committed that seq."""
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=manifest.key,
+            Body=manifest.to_json(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code")
+        # 409 ConditionalRequestConflict: a concurrent conditional write to the same key.
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
