@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from support import raw_from_source, totesys_data
 
+from publish import marts
+
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "dbt_warehouse"
 DBT = Path(sys.executable).parent / "dbt"
@@ -24,6 +26,10 @@ FACTS = {
     "fact_purchase_order": ("purchase_order", "purchase_order_id", "purchase_record_id", 8),
     "fact_payment": ("payment", "payment_id", "payment_record_id", 7),
 }
+
+
+def test_the_expectations_cover_every_fact_the_pipeline_publishes():
+    assert {fact: record_id for fact, (_, _, record_id, _) in FACTS.items()} == dict(marts.FACTS)
 
 
 # ----------------------------------------------------------------------------- the pipeline

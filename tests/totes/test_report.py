@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION
+from publish import marts
 from runtime import db
 from runtime.config import Settings
 
@@ -43,19 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT = ROOT / "dbt_warehouse"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ENSURE_CHROMIUM = ROOT / "tests" / "support" / "ensure_chromium.sh"
-MARTS = (
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-    "fact_sales_order",
-    "fact_purchase_order",
-    "fact_payment",
-)
+MARTS = marts.TABLES
 # dbt-docs' own page (dbt-core 1.11) has `<img src="{{ getIcon(...) }}">` in its tree template
 # (src instead of ng-src) and a favicon link left as `${require('./assets/favicons/...')}`, so the
 # browser requests those literal URLs: harmless, not ours, ignored by name only.
