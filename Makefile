@@ -13,8 +13,8 @@ DBT_FLAGS := --project-dir dbt_warehouse --profiles-dir dbt_warehouse
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test lint pytest warehouse-check fmt bench docs report synth deploy \
-	lambda-deps browser-deps clean
+.PHONY: help install demo test lint scan pytest warehouse-check fmt bench docs report synth deploy \
+	lambda-deps dbt-wheels browser-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,13 +45,45 @@ test: $(STAMP) lint pytest warehouse-check ## everything CI runs
 
 # lint-imports checks the layers in pyproject.toml ([tool.importlinter]); --no-cache: no cache
 # folder left in the checkout (the graph takes under a second to build).
-lint: $(STAMP) ## ruff, the import layers (lint-imports), sqlfluff (on a local warehouse)
+lint: $(STAMP) ## ruff, the import layers (lint-imports), sqlfluff (on a local warehouse), checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
 	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
 		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros
+	@$(MAKE) --no-print-directory scan
+
+# checkov, the security scanner, in a venv of its own: it pins boto3 exactly, to a release the
+# project's awscli, moto and awswrangler cannot use (infra/aws/checkov-requirements.txt says
+# more). Installed once (about 100 packages); a scan of both variants takes about 25 s.
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_REQUIREMENTS := infra/aws/checkov-requirements.txt
+CHECKOV_LOCK := infra/aws/checkov-constraints.txt
+SCAN_OUT := infra/aws/cdk.out/scan
+# Offline and quiet: no Prisma Cloud download (--skip-download, BC_SKIP_MAPPING), no PyPI
+# version check, no package scan; failed checks and the summary only.
+CHECKOV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
+	CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false $(CHECKOV_VENV)/bin/checkov \
+	--framework cloudformation --skip-download --quiet --compact
+
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) $(CHECKOV_LOCK) | $(STAMP)
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c $(CHECKOV_LOCK) -r $(CHECKOV_REQUIREMENTS)
+	@touch $@
+
+# Every variant of infra/aws/variants.py (default; private, in a VPC) synthesised offline into
+# infra/aws/cdk.out/scan/<variant>/ and scanned: any failed check fails the target. Skips are
+# in the template's own metadata, each with its reason (tests/infra/test_infra_security.py).
+scan: $(STAMP) $(CHECKOV_STAMP) ## checkov on every synthesised variant of the AWS stack: 0 failed
+	rm -rf $(SCAN_OUT)
+	$(BIN)/python -m infra.aws.variants $(SCAN_OUT)
+	@for template in $(SCAN_OUT)/*/*.template.json; do \
+		echo "checkov $$template"; \
+		$(CHECKOV) -f "$$template" || exit 1; \
+	done
 
 pytest: $(STAMP) browser-deps ## pytest suites (real PostgreSQL + moto, CDK assertions, cfn-lint)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
@@ -89,11 +121,20 @@ lambda-deps: $(STAMP) ## pure-Python Lambda dependencies into build/lambda-deps/
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
 		--only-binary=:all: -c constraints.txt -r infra/aws/lambda-requirements.txt
 
+# CodeBuild's install phase from these wheels, not PyPI, when the stack runs in a VPC (no NAT
+# needed); compute.py ships them in the CodeBuild source. About 60 wheels, 45 MB.
+DBT_WHEELS := build/dbt-wheels
+dbt-wheels: $(STAMP) ## wheels of what CodeBuild installs into build/dbt-wheels (before a VPC deploy)
+	rm -rf $(DBT_WHEELS)
+	$(BIN)/python -m pip download --quiet --dest $(DBT_WHEELS) \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
+		--only-binary=:all: -c constraints.txt -r infra/aws/codebuild-wheels.txt
+
 synth: $(STAMP) ## synthesise the AWS stack offline into infra/aws/cdk.out and cfn-lint it
 	cd infra/aws && TOTES_STAGE=$(STAGE) ../../$(BIN)/python app.py
 	$(BIN)/cfn-lint --ignore-checks W3005 -- infra/aws/cdk.out/*.template.json
 
-deploy: lambda-deps ## deploy to AWS: make deploy ALERT_EMAIL=you@example.org [STAGE=prod]
+deploy: lambda-deps dbt-wheels ## deploy to AWS: make deploy ALERT_EMAIL=you@example.org [STAGE=prod]
 	@test -n "$(ALERT_EMAIL)" || { echo "ALERT_EMAIL=you@example.org is required"; exit 1; }
 	cd infra/aws && npx --yes aws-cdk@2 deploy --app "../../$(BIN)/python app.py" \
 		-c stage=$(STAGE) -c alert_email=$(ALERT_EMAIL) $(CDK_ARGS)

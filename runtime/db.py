@@ -27,6 +27,17 @@ class ConnectionConfigError(ValueError):
 class DatabaseUnavailableError(ConnectionError):
     """The database did not accept a connection."""
 
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        # The server's SQLSTATE when it refused the login (28P01: wrong password), else None.
+        self.sqlstate = sqlstate
+
+    @property
+    def login_refused(self) -> bool:
+        """invalid_password or invalid_authorization_specification: the credentials, not the
+        network; a rotated secret is re-read on this (runtime.config)."""
+        return self.sqlstate in ("28P01", "28000")
+
 
 @dataclass(frozen=True)
 class ConnectionParams:
@@ -81,9 +92,18 @@ def params_from_secret(secret: dict[str, Any]) -> ConnectionParams:
         ) from None
 
 
-def read_secret(secret_id: str, secrets_client: Any) -> ConnectionParams:
+def read_secret(
+    secret_id: str, secrets_client: Any, version_stage: str = "AWSCURRENT"
+) -> ConnectionParams:
+    """The secret's version labelled `version_stage`: AWSCURRENT, or AWSPENDING mid-rotation.
+
+    The label is always named (it is GetSecretValue's default too): moto's default lookup does
+    not follow a label a rotation has moved, so the local stack would serve the old version.
+    """
     try:
-        payload = secrets_client.get_secret_value(SecretId=secret_id)["SecretString"]
+        payload = secrets_client.get_secret_value(SecretId=secret_id, VersionStage=version_stage)[
+            "SecretString"
+        ]
         return params_from_secret(json.loads(payload))
     except json.JSONDecodeError:
         raise ConnectionConfigError(f"secret {secret_id} is not JSON") from None
@@ -119,9 +139,24 @@ def connect(target: str | ConnectionParams, **kwargs: Any) -> pg8000.native.Conn
     try:
         return pg8000.native.Connection(**options)
     except Exception as err:
+        server = _server_error(err) or err
+        fields = server.args[0] if server.args and isinstance(server.args[0], dict) else {}
         raise DatabaseUnavailableError(
-            f"cannot connect to {params.describe()}: {type(err).__name__}: {err}"
+            f"cannot connect to {params.describe()}: {type(server).__name__}: {server}",
+            sqlstate=fields.get("C"),
         ) from None
+
+
+def _server_error(err: BaseException) -> BaseException | None:
+    """The server's own error under `err`: pg8000 raises its ErrorResponse fields as a dict
+    ("C": the SQLSTATE), but after a refused login its clean-up on the socket the server has
+    closed can raise "network error" over it (seen on a unix socket)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if seen.args and isinstance(seen.args[0], dict) and "C" in seen.args[0]:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def close(conn: pg8000.native.Connection) -> None:

@@ -22,6 +22,7 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -42,6 +43,7 @@ class Alerting(Construct):
         *,
         stage: str,
         alert_email: str,
+        key: kms.IKey,
         freshness_threshold_seconds: int = 1800,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -52,6 +54,8 @@ class Alerting(Construct):
             "AlertTopic",
             display_name=f"Terrific Totes pipeline alerts ({stage})",
             enforce_ssl=True,
+            # Alerts carry error messages and causes; the key policy lets alarms publish.
+            master_key=key,
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(alert_email))
         # The topic has a resource policy (TLS only), so CloudWatch alarms need an explicit

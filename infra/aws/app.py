@@ -20,11 +20,16 @@ import aws_cdk as cdk  # noqa: E402
 from infra.aws.config import StackConfig  # noqa: E402
 from infra.aws.stack import TotesPipelineStack  # noqa: E402
 
+# CDK feature flags the stack relies on, set here so `python app.py`, the CDK CLI and the tests
+# synthesise the same template. S3 access logs are delivered under a bucket policy (scoped to
+# the logged buckets), not the LogDeliveryWrite ACL that bucket-owner-enforced buckets refuse.
+FEATURE_FLAGS = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}
+
 
 def build_app(context: dict | None = None, outdir: str | None = None) -> cdk.App:
     """The app with its one stack; tests call this with their own context and outdir."""
     app = cdk.App(
-        context=context or {},
+        context={**FEATURE_FLAGS, **(context or {})},
         outdir=outdir or os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"),
     )
     config = StackConfig.from_context(app.node)

@@ -1,13 +1,15 @@
 """Compute: the extract, load and publish Lambdas and the CodeBuild project that runs dbt.
 
 Code is packaged from this repository at synth time, offline:
-- the Lambda asset is the repository root with an allow-list, so only `ingest/`,
-  `lambda_loader/` and `totes/` ship (never `.venv`, `.totes` data, tests or infra);
+- each Lambda has an asset of its own: the repository root with an allow-list of its step's
+  package and `runtime/` (never another step, `totes/`, `infra/`, tests, `.venv` or caches);
 - pure-Python dependencies (pg8000 and friends) come from `build/lambda-deps/python`, which
   `make lambda-deps` fills before a deploy; without it a placeholder layer keeps synth working
   and the stack carries a warning;
 - pyarrow, pandas, boto3 and awswrangler come from the AWS SDK for pandas managed layer;
-- CodeBuild gets the dbt project (and the scripts it runs) as a zipped S3 source asset.
+- CodeBuild gets the dbt project (and the scripts it runs) as a zipped S3 source asset; in a
+  VPC it also gets the wheels of what its install phase installs (`make dbt-wheels` fills
+  `build/dbt-wheels`), so pip never needs PyPI and the build needs no NAT gateway.
 """
 
 from __future__ import annotations
@@ -20,33 +22,30 @@ from pathlib import Path
 import yaml
 from aws_cdk import Annotations, Aws, Duration, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from infra.aws.checks import skip_check
+from infra.aws.network import Network
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILDSPEC = HERE / "buildspec.yml"
 LAMBDA_DEPS = REPO_ROOT / "build" / "lambda-deps"
+# The wheels of infra/aws/codebuild-wheels.txt (what run_dbt.sh install installs), CodeBuild's
+# Linux and Python; the same relative path inside the CodeBuild source.
+DBT_WHEELS = Path("build") / "dbt-wheels"
+DBT_WHEELS_DIR = REPO_ROOT / DBT_WHEELS
 LAYER_PLACEHOLDER = HERE / "layer_placeholder"
 PANDAS_LAYER_ACCOUNT = "336392948345"
 
 _NEVER = [".*", "**/.*", "**/__pycache__", "**/__pycache__/**", "**/*.pyc", "**/.DS_Store"]
-# Everything is excluded, then the runtime packages are let back in.
-LAMBDA_ASSET_EXCLUDE = [
-    "*",
-    "!ingest",
-    "!ingest/**",
-    "!lambda_loader",
-    "!lambda_loader/**",
-    "!publish",
-    "!publish/**",
-    "!runtime",
-    "!runtime/**",
-    *_NEVER,
-]
+# A step imports only the runtime (the import layers, checked by `make lint`), so that is all its
+# Lambda needs besides the layers.
+LAMBDA_SHARED_PACKAGES = ("runtime",)
 # What CodeBuild needs: the dbt project, the pins and the scripts the buildspec calls. Staged
 # into a temporary folder first: CDK skips any source folder that holds its output directory
 # (infra/ holds infra/aws/cdk.out), so the repository root cannot be the asset path here.
@@ -55,6 +54,8 @@ CODEBUILD_SOURCE = (
     "dbt_warehouse",
     "infra/aws/buildspec.yml",
     "infra/aws/codebuild",
+    "runtime",  # publish-docs runs `python -m publish.docs`
+    "publish",
 )
 CODEBUILD_SOURCE_IGNORE = ("target", "logs", "dbt_packages", "__pycache__", "*.pyc", ".*")
 
@@ -80,15 +81,6 @@ SECRET_PLACEHOLDER = "${WAREHOUSE_SECRET_ARN}"
 
 
 @dataclass(frozen=True)
-class Network:
-    """Where the warehouse lives; None of these when the databases are reachable publicly."""
-
-    vpc: ec2.IVpc
-    subnets: ec2.SubnetSelection
-    security_groups: list[ec2.ISecurityGroup]
-
-
-@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     handler: str
@@ -96,6 +88,11 @@ class FunctionSpec:
     memory_mb: int
     timeout: Duration
     reserved_concurrency: int | None
+
+    @property
+    def package(self) -> str:
+        """The step's package: the handler's top-level module (its asset holds it)."""
+        return self.handler.split(".")[0]
 
 
 FUNCTIONS = (
@@ -121,7 +118,9 @@ FUNCTIONS = (
         "Write the dbt marts as Parquet to the processed bucket and the Glue catalog.",
         1024,
         Duration.minutes(10),
-        None,
+        # One at a time, like the others: it follows the dbt build, which CodeBuild already
+        # runs one at a time, so a second publish waits (the state machine retries throttles).
+        1,
     ),
 )
 
@@ -139,12 +138,12 @@ class Compute(Construct):
         network: Network | None,
         pandas_layer_arn: str,
         log_retention: logs.RetentionDays,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions: dict[str, lambda_.Function] = {}
 
-        code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDE)
         layers = [
             lambda_.LayerVersion.from_layer_version_arn(self, "PandasLayer", pandas_layer_arn),
             self._deps_layer(),
@@ -156,6 +155,7 @@ class Compute(Construct):
                 f"{spec.name.title()}Logs",
                 log_group_name=f"/totes/{stage}/lambda/{spec.name}",
                 retention=log_retention,
+                encryption_key=key,
                 removal_policy=RemovalPolicy.RETAIN,
             )
             function = lambda_.Function(
@@ -165,7 +165,9 @@ class Compute(Construct):
                 runtime=lambda_.Runtime.PYTHON_3_12,
                 architecture=lambda_.Architecture.X86_64,
                 handler=spec.handler,
-                code=code,
+                code=lambda_.Code.from_asset(
+                    str(REPO_ROOT), exclude=lambda_asset_exclude(spec.package)
+                ),
                 layers=layers,
                 memory_size=spec.memory_mb,
                 timeout=spec.timeout,
@@ -175,6 +177,8 @@ class Compute(Construct):
                     "TOTES_STEP": spec.name,
                     "TOTES_STAGE": stage,
                 },
+                # Lambda decrypts it for the execution role through a KMS grant of its own.
+                environment_encryption=key,
                 log_group=log_group,
                 # The state machine retries; Lambda's own async retries would run a step twice.
                 retry_attempts=0,
@@ -183,6 +187,23 @@ class Compute(Construct):
             )
             self.log_groups[spec.name] = log_group
             self.functions[spec.name] = function
+            skip_check(
+                function,
+                "CKV_AWS_116",
+                "Only the state machine invokes this function, synchronously (RequestResponse); "
+                "a dead-letter queue only ever receives failed asynchronous events. A failure "
+                "is the state machine's: its catch publishes the alert and fails the execution "
+                "(the ExecutionsFailed alarm), and the function's Errors alarm fires too.",
+            )
+            if network is None:
+                skip_check(
+                    function,
+                    "CKV_AWS_117",
+                    "This variant has no vpc_id: the databases are reached on their own "
+                    "endpoints over TLS (sslmode=require), so there is no VPC to run in. With "
+                    "vpc_id the function runs in the warehouse VPC's private subnets, and the "
+                    "VPC variant passes this check.",
+                )
 
         self.extract = self.functions["extract"]
         self.load = self.functions["load"]
@@ -193,13 +214,21 @@ class Compute(Construct):
             "DbtBuildLogs",
             log_group_name=f"/totes/{stage}/codebuild/dbt",
             retention=log_retention,
+            encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        offline_install: dict[str, codebuild.BuildEnvironmentVariable] = {}
         with tempfile.TemporaryDirectory(prefix="totes-dbt-source-") as staging:
+            path = stage_codebuild_source(Path(staging))
+            if network is not None and self._stage_dbt_wheels(Path(staging), network):
+                # pip reads these: install from the wheels only. run_dbt.sh runs in the source
+                # root, so the relative path finds them.
+                offline_install = {
+                    "PIP_NO_INDEX": codebuild.BuildEnvironmentVariable(value="1"),
+                    "PIP_FIND_LINKS": codebuild.BuildEnvironmentVariable(value=str(DBT_WHEELS)),
+                }
             # The asset is copied into the cloud assembly here, in its constructor.
-            source = s3_assets.Asset(
-                self, "DbtProjectSource", path=stage_codebuild_source(Path(staging))
-            )
+            source = s3_assets.Asset(self, "DbtProjectSource", path=path)
         self.dbt_project = codebuild.Project(
             self,
             "DbtBuild",
@@ -213,6 +242,7 @@ class Compute(Construct):
             environment_variables={
                 "PROCESSED_BUCKET": codebuild.BuildEnvironmentVariable(value=processed_bucket_name),
                 "TOTES_STAGE": codebuild.BuildEnvironmentVariable(value=stage),
+                **offline_install,
             },
             timeout=Duration.minutes(20),
             queued_timeout=Duration.minutes(10),
@@ -222,6 +252,20 @@ class Compute(Construct):
             ),
             **_codebuild_network_props(network),
         )
+
+    def _stage_dbt_wheels(self, staging: Path, network: Network) -> bool:
+        """Copy build/dbt-wheels into the CodeBuild source; False (with a warning when the
+        stack's endpoints say there is no NAT) when `make dbt-wheels` has not filled it."""
+        if DBT_WHEELS_DIR.is_dir() and any(DBT_WHEELS_DIR.glob("*.whl")):
+            shutil.copytree(DBT_WHEELS_DIR, staging / DBT_WHEELS)
+            return True
+        if network.endpoints:
+            Annotations.of(self).add_warning_v2(
+                "totes:dbt-wheels-missing",
+                "build/dbt-wheels is empty: CodeBuild would install dbt from PyPI, which a VPC "
+                "without a NAT gateway cannot reach. Run `make dbt-wheels` before `cdk deploy`.",
+            )
+        return False
 
     def _deps_layer(self) -> lambda_.ILayerVersion:
         deps = LAMBDA_DEPS / "python"
@@ -245,6 +289,14 @@ class Compute(Construct):
             description=description,
             removal_policy=RemovalPolicy.DESTROY,
         )
+
+
+def lambda_asset_exclude(step_package: str) -> list[str]:
+    """Everything is excluded, then the step's package and the runtime are let back in."""
+    allowed = (step_package, *LAMBDA_SHARED_PACKAGES)
+    let_back = [pattern for p in allowed for pattern in (f"!{p}", f"!{p}/**")]
+    # Notes for readers (a step's README) are not code.
+    return ["*", *let_back, *_NEVER, "**/*.md"]
 
 
 def stage_codebuild_source(staging: Path) -> str:

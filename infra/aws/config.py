@@ -35,6 +35,15 @@ class StackConfig:
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     security_group_id: str | None = None
+    # With vpc_id, the stack creates the VPC endpoints the pipeline needs (no NAT gateway); the
+    # S3 gateway endpoint goes into these route tables (the private subnets').
+    vpc_endpoints: bool = True
+    route_table_ids: tuple[str, ...] = ()
+    # The pipeline's group may reach these ports only (on these groups when given), and HTTPS
+    # only to the endpoints (and S3's prefix list when given).
+    database_ports: tuple[int, ...] = (5432,)
+    database_security_group_ids: tuple[str, ...] = ()
+    s3_prefix_list_id: str | None = None
     pandas_layer_version: int = DEFAULT_PANDAS_LAYER_VERSION
     pandas_layer_arn: str | None = None
     log_retention_days: int = 30
@@ -66,8 +75,16 @@ class StackConfig:
             totesys_secret=get("totesys_secret"),
             warehouse_secret=get("warehouse_secret"),
             vpc_id=get("vpc_id"),
-            subnet_ids=tuple(s.strip() for s in (get("subnet_ids") or "").split(",") if s.strip()),
+            subnet_ids=_list(get("subnet_ids")),
             security_group_id=get("security_group_id"),
+            vpc_endpoints=_bool(get("vpc_endpoints"), cls.vpc_endpoints, "vpc_endpoints"),
+            route_table_ids=_list(get("route_table_ids")),
+            database_ports=tuple(
+                _int(port, 0, "database_ports") for port in _list(get("database_ports"))
+            )
+            or cls.database_ports,
+            database_security_group_ids=_list(get("database_security_group_ids")),
+            s3_prefix_list_id=get("s3_prefix_list_id"),
             pandas_layer_version=_int(
                 get("pandas_layer_version"), cls.pandas_layer_version, "pandas_layer_version"
             ),
@@ -91,6 +108,29 @@ class StackConfig:
             raise StackConfigError("vpc_id needs subnet_ids (comma-separated private subnets)")
         if self.subnet_ids and not self.vpc_id:
             raise StackConfigError("subnet_ids needs vpc_id")
+        if self.vpc_id and self.vpc_endpoints and not self.route_table_ids:
+            # The S3 gateway endpoint is a route in these tables; without it S3 needs a NAT.
+            raise StackConfigError(
+                "vpc_id needs route_table_ids (the private subnets' route tables) for the S3 "
+                "gateway endpoint, or vpc_endpoints=false when the VPC already has endpoints"
+            )
+        if not all(0 < port < 65536 for port in self.database_ports):
+            raise StackConfigError("database_ports must be TCP ports (1-65535)")
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    """A comma-separated context value as a tuple (empty items dropped)."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _bool(value: str | None, default: bool, key: str) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise StackConfigError(f"{key} must be true or false, not {value!r}")
 
 
 def _int(value: str | None, default: int, key: str) -> int:

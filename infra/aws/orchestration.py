@@ -13,6 +13,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -45,6 +46,7 @@ class Orchestration(Construct):
         topic: sns.ITopic,
         schedule_minutes: int,
         log_retention: logs.RetentionDays,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -155,6 +157,7 @@ class Orchestration(Construct):
             "StateMachineLogs",
             log_group_name=f"/totes/{stage}/states/pipeline",
             retention=log_retention,
+            encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.state_machine = sfn.StateMachine(

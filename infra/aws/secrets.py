@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
@@ -36,18 +37,35 @@ class Secrets(Construct):
         stage: str,
         totesys_secret: str | None,
         warehouse_secret: str | None,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.totesys = _database_secret(
-            self, "Totesys", totesys_secret, name=f"totes/{stage}/totesys", dbname="totesys"
+            self,
+            "Totesys",
+            totesys_secret,
+            name=f"totes/{stage}/totesys",
+            dbname="totesys",
+            key=key,
         )
         self.warehouse = _database_secret(
-            self, "Warehouse", warehouse_secret, name=f"totes/{stage}/warehouse", dbname="warehouse"
+            self,
+            "Warehouse",
+            warehouse_secret,
+            name=f"totes/{stage}/warehouse",
+            dbname="warehouse",
+            key=key,
         )
 
 
 def _database_secret(
-    scope: Construct, construct_id: str, existing: str | None, *, name: str, dbname: str
+    scope: Construct,
+    construct_id: str,
+    existing: str | None,
+    *,
+    name: str,
+    dbname: str,
+    key: kms.IKey,
 ) -> DatabaseSecret:
     if existing and existing.startswith("arn:"):
         if _COMPLETE_ARN.match(existing):
@@ -79,6 +97,8 @@ def _database_secret(
             exclude_punctuation=True,
             password_length=32,
         ),
+        # The stack's key: grant_read then adds kms:Decrypt through Secrets Manager only.
+        encryption_key=key,
         removal_policy=RemovalPolicy.RETAIN,
     )
     return DatabaseSecret(secret, secret.secret_arn)

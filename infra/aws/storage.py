@@ -1,4 +1,5 @@
-"""Storage: the ingestion bucket (the lake), the processed bucket (marts, docs), Glue."""
+"""Storage: the ingestion bucket (the lake), the processed bucket (marts, docs), Glue, and the
+bucket both log their requests to (S3 server access logs)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,52 @@ from aws_cdk import aws_glue as glue
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.aws.checks import skip_check
+from runtime import lake
+
 GLUE_DATABASE = "totes_marts"
-# Key prefixes (docs/CONTRACTS.md); IAM grants and lifecycle rules are scoped by them.
-DATA_PREFIX = "totesys/"
-MANIFEST_PREFIX = "_manifests/"
+# Key prefixes; IAM grants and lifecycle rules are scoped by them. The lake's come from its
+# contract (runtime/lake.py), so the grants follow the keys the extract writes.
+DATA_PREFIX = lake.DATA_PREFIX
+MANIFEST_PREFIX = lake.MANIFEST_PREFIX
 MARTS_PREFIX = "marts/"
 DOCS_PREFIX = "docs/"
+# Where each bucket's access logs go in the access-log bucket.
+ACCESS_LOG_PREFIXES = {"IngestionBucket": "ingestion/", "ProcessedBucket": "processed/"}
+ACCESS_LOG_DAYS = 365
 
 
 class Storage(Construct):
-    """Two private, encrypted, TLS-only, versioned buckets that are never deleted with the stack."""
+    """Private, encrypted, TLS-only, versioned buckets that are never deleted with the stack: the
+    lake, the processed bucket, and the access-log bucket both log their requests to."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
 
+        # Every request to the two data buckets is logged here: who read or wrote which key.
+        # SSE-S3, because S3 log delivery cannot write to a bucket encrypted with a KMS key.
+        self.access_log_bucket = _bucket(
+            self,
+            "AccessLogBucket",
+            lifecycle_rules=[
+                *_common_rules(),
+                s3.LifecycleRule(
+                    id="expire-access-logs", expiration=Duration.days(ACCESS_LOG_DAYS)
+                ),
+            ],
+        )
+        skip_check(
+            self.access_log_bucket,
+            "CKV_AWS_18",
+            "This is the access-log bucket the two data buckets log to; logging it too would "
+            "need yet another bucket (or log into itself, a loop). S3 log delivery writes here "
+            "only through its bucket policy (logging.s3.amazonaws.com, this account's buckets).",
+        )
+
         self.ingestion_bucket = _bucket(
             self,
             "IngestionBucket",
+            access_logs=self.access_log_bucket,
             lifecycle_rules=[
                 *_common_rules(),
                 # Only data files age into colder storage: manifests stay in Standard because
@@ -47,6 +77,7 @@ class Storage(Construct):
         self.processed_bucket = _bucket(
             self,
             "ProcessedBucket",
+            access_logs=self.access_log_bucket,
             # The marts are queried (Athena, notebooks): they stay in Standard.
             lifecycle_rules=_common_rules(),
         )
@@ -78,10 +109,17 @@ class Storage(Construct):
         return f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/{GLUE_DATABASE}/*"
 
 
-def _bucket(scope: Construct, construct_id: str, lifecycle_rules: list) -> s3.Bucket:
+def _bucket(
+    scope: Construct,
+    construct_id: str,
+    lifecycle_rules: list,
+    access_logs: s3.IBucket | None = None,
+) -> s3.Bucket:
     return s3.Bucket(
         scope,
         construct_id,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=ACCESS_LOG_PREFIXES.get(construct_id) if access_logs else None,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         encryption=s3.BucketEncryption.S3_MANAGED,
         enforce_ssl=True,

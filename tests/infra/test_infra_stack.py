@@ -1,7 +1,9 @@
 """The AWS stack (infra/aws), synthesised offline: the properties that matter, and cfn-lint.
 
-The app is synthesised once per module (two variants: defaults, and a configured deployment with
-a VPC and existing secrets); every test reads those templates.
+The app is synthesised once per worker (tests/infra/conftest.py: defaults; a configured
+deployment with a VPC, its own security group and existing secrets; the private variant, whose
+endpoints and security groups tests/infra/test_infra_security.py checks); every test reads those
+templates.
 """
 
 from __future__ import annotations
@@ -15,32 +17,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from aws_cdk.assertions import Match
+from support.cdk_template import CONFIGURED, Synth
+from support.cdk_template import actions as _actions
+from support.cdk_template import flatten as _flatten
+from support.cdk_template import role_of as _role_of
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-from aws_cdk.assertions import Match, Template
-
-from infra.aws.app import build_app
 from infra.aws.config import StackConfig, StackConfigError
 
+# The session fixtures `default` and `configured` (tests/infra/conftest.py) are built once per
+# worker for every module of this group.
 pytestmark = pytest.mark.xdist_group(name="infra-aws")
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DBT = REPO / "infra" / "aws" / "codebuild" / "run_dbt.sh"
 BUILDSPEC = REPO / "infra" / "aws" / "buildspec.yml"
-CONFIGURED = {
-    "stage": "prod",
-    "alert_email": "data-team@terrifictotes.example",
-    "schedule_minutes": "10",
-    "vpc_id": "vpc-0123456789abcdef0",
-    "subnet_ids": "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb",
-    "security_group_id": "sg-0123456789abcdef0",
-    "totesys_secret": "totes/prod/totesys",
-    "warehouse_secret": (
-        "arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/prod/warehouse-AbC123"
-    ),
-    "pandas_layer_version": "99",
-}
 # Actions that have no resource-level permissions, so "*" is the only possible resource.
 STAR_RESOURCE_ALLOWED = {
     "cloudwatch:PutMetricData",
@@ -69,66 +60,6 @@ STAR_RESOURCE_ALLOWED = {
 CFN_LINT_IGNORED = ["W3005"]
 
 
-class Synth:
-    def __init__(self, outdir: Path, context: dict[str, str] | None = None) -> None:
-        app = build_app(context=context, outdir=str(outdir))
-        (stack,) = [c for c in app.node.children if hasattr(c, "template_options")]
-        self.stack = stack
-        self.template = Template.from_stack(stack)
-        self.json = self.template.to_json()
-        self.template_path = outdir / f"{stack.stack_name}.template.json"
-        self.outdir = outdir
-
-    def resources(self, kind: str) -> dict[str, dict]:
-        return {k: r for k, r in self.json["Resources"].items() if r["Type"] == kind}
-
-    def one(self, kind: str) -> tuple[str, dict]:
-        (item,) = self.resources(kind).items()
-        return item
-
-    def function(self, handler: str) -> tuple[str, dict]:
-        (item,) = [
-            (k, r)
-            for k, r in self.resources("AWS::Lambda::Function").items()
-            if r["Properties"]["Handler"] == handler
-        ]
-        return item
-
-    def statements_by_role(self) -> dict[str, list[dict]]:
-        by_role: dict[str, list[dict]] = {}
-        for policy in self.resources("AWS::IAM::Policy").values():
-            for role in policy["Properties"]["Roles"]:
-                by_role.setdefault(role["Ref"], []).extend(
-                    policy["Properties"]["PolicyDocument"]["Statement"]
-                )
-        return by_role
-
-    def state_machine_definition(self) -> dict:
-        (machine,) = self.resources("AWS::StepFunctions::StateMachine").values()
-        return json.loads(_flatten(machine["Properties"]["DefinitionString"]))
-
-
-def _flatten(value: object) -> str:
-    """An Fn::Join of strings and intrinsics, with every intrinsic replaced by a placeholder."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_flatten(part) for part in parts)
-    return "TOKEN"
-
-
-# Session scope: a module fixture is rebuilt whenever xdist interleaves another module's tests.
-@pytest.fixture(scope="session")
-def default(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return Synth(tmp_path_factory.mktemp("cdk-default"))
-
-
-@pytest.fixture(scope="session")
-def configured(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return Synth(tmp_path_factory.mktemp("cdk-configured"), context=CONFIGURED)
-
-
 def _asset_dir(synth: Synth, reference: object) -> Path:
     """The staged folder of the asset a template property (an S3 key or location) points at."""
     asset_hash = re.search(r"([0-9a-f]{64})[^\"]*\.zip", json.dumps(reference)).group(1)
@@ -138,10 +69,6 @@ def _asset_dir(synth: Synth, reference: object) -> Path:
     return staged
 
 
-def _role_of(resource: dict) -> str:
-    return resource["Properties"]["Role"]["Fn::GetAtt"][0]
-
-
 def _topic_ref(synth: Synth) -> dict:
     return {"Ref": synth.one("AWS::SNS::Topic")[0]}
 
@@ -149,9 +76,9 @@ def _topic_ref(synth: Synth) -> dict:
 # --- storage -------------------------------------------------------------------------------
 
 
-def test_both_buckets_are_private_encrypted_versioned_and_retained(default: Synth):
+def test_every_bucket_is_private_encrypted_versioned_and_retained(default: Synth):
     buckets = default.resources("AWS::S3::Bucket")
-    assert len(buckets) == 2
+    assert len(buckets) == 3  # ingestion, processed, and the access logs of both
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
@@ -248,7 +175,7 @@ def test_no_password_or_key_is_written_into_the_template(default: Synth, configu
 HANDLERS = {
     "ingest.handler.lambda_handler": (1024, 600, 1),
     "lambda_loader.handler.lambda_handler": (1024, 900, 1),
-    "publish.handler.lambda_handler": (1024, 600, None),
+    "publish.handler.lambda_handler": (1024, 600, 1),
 }
 
 
@@ -522,11 +449,6 @@ def test_error_log_lines_feed_metric_filters(default: Synth):
 # --- IAM -----------------------------------------------------------------------------------
 
 
-def _actions(statement: dict) -> list[str]:
-    actions = statement["Action"]
-    return [actions] if isinstance(actions, str) else actions
-
-
 def test_no_wildcard_actions_and_no_star_resources_on_data(default: Synth, configured: Synth):
     for synth in (default, configured):
         for role, statements in synth.statements_by_role().items():
@@ -644,12 +566,14 @@ def test_configuration_defaults_and_environment_fallback():
     assert StackConfig.from_context(_Node({}), environ={}).has_placeholder_email
 
 
-def test_cfn_lint_passes_on_the_synthesised_templates(default: Synth, configured: Synth):
+def test_cfn_lint_passes_on_the_synthesised_templates(
+    default: Synth, configured: Synth, private: Synth
+):
     cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which(
         "cfn-lint"
     )
     assert cfn_lint, "cfn-lint is not installed"
-    for synth in (default, configured):
+    for synth in (default, configured, private):
         result = subprocess.run(
             [cfn_lint, "--ignore-checks", *CFN_LINT_IGNORED, "--", str(synth.template_path)],
             capture_output=True,

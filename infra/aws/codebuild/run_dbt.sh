@@ -9,6 +9,7 @@
 # Configuration, environment only:
 #   WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB   (dbt profile)
 #   PROCESSED_BUCKET        publish-docs uploads the docs site to s3://$PROCESSED_BUCKET/docs/
+#                           (python -m publish.docs: needs runtime/ and publish/ beside this)
 #   AWS_ENDPOINT_URL        optional: S3/CloudWatch endpoint (the local stack's moto server)
 #   DBT_TARGET              optional: profile target
 #   DBT_FULL_REFRESH=1      optional: dbt build --full-refresh
@@ -54,7 +55,7 @@ dbt_cmd() {
 
 phase_install() {
     "$PYTHON" -m pip install --quiet --upgrade pip
-    "$PYTHON" -m pip install --quiet -c constraints.txt dbt-core dbt-postgres boto3
+    "$PYTHON" -m pip install --quiet -c constraints.txt dbt-core dbt-postgres boto3 pg8000
     "$DBT" --version
 }
 
@@ -121,42 +122,13 @@ phase_docs() {
     dbt_cmd docs generate --static
 }
 
-# The lake is immutable: every build's site goes to its own prefix
-# docs/<yyyy>/<mm>/<dd>/<build id>/ (the newest prefix is the current site), written with
-# IfNoneMatch so nothing is ever overwritten; the same layout as publish.publish.publish_docs.
+# The docs site goes to the processed bucket through the publish step's own code (publish.docs,
+# the same function the local cycle calls): under DOCS_PREFIX<yyyy>/<mm>/<dd>/<build id>/, each
+# object created with IfNoneMatch, never overwritten. The build id is EXECUTION_ID's (or
+# CODEBUILD_BUILD_ID's) last `:` part.
 phase_publish_docs() {
     require PROCESSED_BUCKET
-    TARGET_DIR="$TARGET_DIR" DOCS_PREFIX="$DOCS_PREFIX" \
-        BUILD_ID="${EXECUTION_ID:-${CODEBUILD_BUILD_ID:-manual-$(date -u +%Y%m%dT%H%M%SZ)}}" \
-        "$PYTHON" - <<'PY'
-import datetime as dt, json, os, pathlib, re, sys
-
-import boto3
-
-target = pathlib.Path(os.environ["TARGET_DIR"])
-bucket = os.environ["PROCESSED_BUCKET"]
-build_id = re.sub(r"[^A-Za-z0-9._-]", "-", os.environ["BUILD_ID"].rsplit(":", 1)[-1])
-prefix = f"{os.environ['DOCS_PREFIX']}{dt.datetime.now(dt.UTC):%Y/%m/%d}/{build_id}/"
-files = {
-    "index.html": "text/html; charset=utf-8",
-    "static_index.html": "text/html; charset=utf-8",
-    "manifest.json": "application/json",
-    "catalog.json": "application/json",
-}
-missing = [name for name in ("index.html", "manifest.json", "catalog.json") if not (target / name).exists()]
-if missing:
-    sys.exit(f"dbt docs are missing {missing} in {target}: run the docs phase first")
-s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-uploaded = 0
-for name, content_type in files.items():
-    path = target / name
-    if path.exists():
-        s3.put_object(Bucket=bucket, Key=prefix + name, Body=path.read_bytes(),
-                      ContentType=content_type, IfNoneMatch="*")
-        uploaded += 1
-print(json.dumps({"level": "INFO", "logger": "run_dbt", "message": "docs published",
-                  "bucket": bucket, "prefix": prefix, "files": uploaded}))
-PY
+    DOCS_PREFIX="$DOCS_PREFIX" "$PYTHON" -m publish.docs --target-dir "$TARGET_DIR"
 }
 
 on_exit() {
