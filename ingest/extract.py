@@ -21,7 +21,9 @@ from ingest.parquet_parts import ROWS_PER_FILE, write_parts
 from ingest.stream import Slice, integer_key, key_span, stream_batches
 from ingest.watermark import (
     Horizon,
+    base_manifest,
     begin_snapshot,
+    check_base,
     export_snapshot,
     read_horizon,
     table_low,
@@ -39,6 +41,7 @@ class ExtractOptions:
     safety_lag_s: float = 300.0  # used only when other sessions' xact_start is not visible
     overlap_s: float = 0.0  # re-read before the committed watermark (skewed writer clocks)
     margin_s: float = 1.0  # between reading the horizon and a writer reporting its start
+    clock_tolerance_s: float = 5.0  # how far a committed high may lead the database clock
     workers: int = 2  # parallel key-range streams for a large table
     parallel_min_rows: int = 200_000  # key span below which one stream is enough
     rows_per_file: int = ROWS_PER_FILE
@@ -157,11 +160,18 @@ def _extract(
     log: Any,
     started: float,
 ) -> tuple[ExtractResult, float]:
-    latest = lake.latest_manifest(s3, settings.ingestion_bucket)
-    seq = (latest.seq if latest else 0) + 1
+    bucket = settings.ingestion_bucket
+    latest = lake.latest_seq(s3, bucket)
+    seq = (latest or 0) + 1
+    # Skips are listed before the base is chosen: a skip recorded later is still above the
+    # `skipped_through` this run commits, so the next run re-covers it.
+    skipped = lake.skipped_seqs(s3, bucket)
+    base = base_manifest(s3, bucket, latest, skipped)
     conn = settings.totesys_connection(application_name="totes-extract", timeout=None)
     try:
         horizon = read_horizon(conn, safety_lag_s=options.safety_lag_s, margin_s=options.margin_s)
+        # Before any file is written: a refused watermark leaves the lake as it was.
+        check_base(base, horizon, tolerance_s=options.clock_tolerance_s)
         if horizon.method == "safety_lag":
             log.warning(
                 "cannot see other sessions' transactions (needs pg_read_all_stats):"
@@ -175,7 +185,7 @@ def _extract(
         entries: list[TableEntry] = []
         results: list[TableResult] = []
         for table in tables:
-            entry, table_result = run.table(table, latest, horizon)
+            entry, table_result = run.table(table, base, horizon)
             entries.append(entry)
             results.append(table_result)
         conn.run("rollback")  # read only: nothing to commit; ends the exported snapshot
@@ -183,9 +193,10 @@ def _extract(
         db.close(conn)
     if after_files is not None:
         after_files()
-    committed = lake.commit_manifest(
-        s3, settings.ingestion_bucket, lake.new_manifest(seq, run_id, entries)
+    manifest = lake.new_manifest(
+        seq, run_id, entries, skipped_through=max(skipped) if skipped else None
     )
+    committed = lake.commit_manifest(s3, bucket, manifest)
     duration = round(time.perf_counter() - started, 3)
     result = ExtractResult(run_id, seq, committed, results, duration, horizon.method)
     if committed:
@@ -221,10 +232,11 @@ class _Run:
     log: Any
 
     def table(
-        self, table: Table, latest: Manifest | None, horizon: Horizon
+        self, table: Table, base: Manifest | None, horizon: Horizon
     ) -> tuple[TableEntry, TableResult]:
         started = time.perf_counter()
-        previous = latest.table(table.name) if latest is not None else None
+        # `base` is never a skipped manifest (base_manifest): neither its high nor its carry.
+        previous = base.table(table.name) if base is not None else None
         low = table_low(previous, overlap_s=self.options.overlap_s)
         # A committed high never moves back, even if this run's horizon is earlier.
         high = max(horizon.high, low) if low is not None else horizon.high

@@ -137,7 +137,7 @@ def _load_manifest(
         loaded_at = ledger.transaction_time(conn)
         rows: dict[str, int] = {}
         for entry in doc.tables:
-            changes = rawschema.ensure_table(conn, entry, key)
+            changes = rawschema.ensure_table(conn, entry, key, seq)
             if changes.any or changes.missing_from_source:
                 log.info(
                     "raw table changed",

@@ -3,10 +3,28 @@
 Runs inside the load transaction, so a table created or altered for a manifest that then fails
 is rolled back with it. Raw columns are nullable: a column added later must be (old rows have
 no value), and non-null source columns are checked on the data instead (`copyin`).
+
+Widening under views. Postgres refuses `ALTER COLUMN ... TYPE` on a column a view reads, and
+dbt's staging views read every raw column, so a widened source column would block the loader
+for good. The loader therefore saves the views that depend on the raw table (recursively: views
+over those views too), drops them, alters the column and re-creates them from their saved
+definitions (`pg_get_viewdef`, which spells every column out), with their options, owner,
+grants and comments, all in the load transaction: a crash leaves the old table and views. A
+re-created view keeps its column names; its types follow the new raw type unless it casts
+(Postgres keeps no cast to a column's own type, so `x::integer` over an integer column follows
+too). dbt re-creates its staging views from their SQL at the next build, where each column is
+cast to the type the marts' contracts name, so the marts are unchanged.
+Keeping raw at the widest types from the start was the other way, but warehouses that exist
+already would still need this, and raw should say what the source holds.
+
+A change raw cannot take without loss (text to integer, timestamp to date) stays an error that
+stops the manifest once, naming the column and the commands that resolve it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pg8000.native
@@ -42,9 +60,11 @@ class TableChanges:
 
 
 def ensure_table(
-    conn: pg8000.native.Connection, entry: TableEntry, manifest_key: str
+    conn: pg8000.native.Connection, entry: TableEntry, manifest_key: str, seq: int | None = None
 ) -> TableChanges:
-    """Make raw.<table> able to take this manifest entry's columns without loss, or raise."""
+    """Make raw.<table> able to take this manifest entry's columns without loss, or raise.
+
+    `seq` (the manifest's) is named in the error's remedy, `totes load --skip SEQ`."""
     wanted = _wanted_types(entry, manifest_key)
     table = qualified(RAW_SCHEMA, entry.table)
     existing = current_columns(conn, entry.table)
@@ -55,31 +75,205 @@ def ensure_table(
         conn.run(f"CREATE TABLE {table} ({', '.join(columns)})")
         changes.created = True
         return changes
+    widen: dict[str, tuple[rawtypes.RawType, rawtypes.RawType]] = {}
     for name, want in wanted.items():
         have = existing.get(name)
         if have is None:
+            # ADD COLUMN is allowed under views: they keep the columns they were created with.
             conn.run(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {want.sql}")
             changes.added.append(name)
             continue
         target = rawtypes.union(want, have)
         if target is None:
-            raise SchemaChangeError(
-                f"manifest {manifest_key}: column raw.{entry.table}.{name} is {have.sql} in the "
-                f"warehouse but the source now sends {want.sql}; converting would lose data, so "
-                "the load stopped. Migrate the raw column by hand (or skip the manifest), then "
-                "re-run."
-            )
+            raise SchemaChangeError(_blocked(manifest_key, seq, entry.table, name, have, want))
         if target != have:
+            widen[name] = (have, target)
+    if widen:
+        with views_set_aside(conn, entry.table):
             # USING makes the cast explicit; every widening here is exact for existing values.
             conn.run(
-                f"ALTER TABLE {table} ALTER COLUMN {quote_ident(name)} TYPE {target.sql} "
-                f"USING {quote_ident(name)}::{target.sql}"
+                f"ALTER TABLE {table} "
+                + ", ".join(
+                    f"ALTER COLUMN {quote_ident(n)} TYPE {t.sql} USING {quote_ident(n)}::{t.sql}"
+                    for n, (_, t) in widen.items()
+                )
             )
-            changes.widened.append(f"{name}: {have.sql} -> {target.sql}")
+        changes.widened = [f"{n}: {h.sql} -> {t.sql}" for n, (h, t) in widen.items()]
     changes.missing_from_source = [
         n for n in existing if n not in wanted and n not in LINEAGE_NAMES
     ]
     return changes
+
+
+def _blocked(
+    manifest_key: str,
+    seq: int | None,
+    table: str,
+    column: str,
+    have: rawtypes.RawType,
+    want: rawtypes.RawType,
+) -> str:
+    skip = f"totes load --skip {seq if seq is not None else 'SEQ'} --reason TEXT"
+    return (
+        f"manifest {manifest_key}: column raw.{table}.{column} is {have.sql} in the warehouse "
+        f"but the source now sends {want.sql}; converting would lose data, so the load stopped "
+        f"(later manifests wait behind it). To resolve: if the source was wrong and is put back, "
+        f"`{skip}` (this manifest's rows are not loaded); to accept the new type, migrate the "
+        f"column by hand (ALTER TABLE raw.{quote_ident(table)} ALTER COLUMN "
+        f"{quote_ident(column)} TYPE {want.sql} USING ..., dropping the staging views over it: "
+        "dbt build re-creates them), then `totes load`."
+    )
+
+
+@dataclass(frozen=True)
+class _SavedView:
+    """A view as the catalog holds it, enough to re-create it exactly."""
+
+    schema: str
+    name: str
+    definition: str
+    options: list[str]
+    owner: str
+    grants: list[tuple[str, str, bool]]  # grantee ("" = PUBLIC), privilege, with grant option
+    comment: str | None
+    column_comments: dict[str, str]
+    has_acl: bool
+
+    @property
+    def qualified(self) -> str:
+        return qualified(self.schema, self.name)
+
+
+@contextmanager
+def views_set_aside(conn: pg8000.native.Connection, table: str) -> Iterator[None]:
+    """Drop the views that read raw.<table> (and views over them) for the block, then re-create
+    them as they were. Runs inside the caller's transaction: an error rolls all of it back."""
+    path = conn.run("SELECT current_setting('search_path')")[0][0]
+    # With only pg_catalog on the path, pg_get_viewdef qualifies every name, and re-creating
+    # under the same path resolves each name to the same object.
+    # The setting is local to the transaction, so a failure (which rolls it back) restores it.
+    conn.run("SELECT set_config('search_path', 'pg_catalog', true)")
+    saved = _dependent_views(conn, table)
+    for view in reversed(saved):  # the views over other views first
+        conn.run(f"DROP VIEW {view.qualified}")
+    yield
+    for view in saved:
+        _recreate(conn, view)
+    conn.run("SELECT set_config('search_path', :path, true)", path=path)
+
+
+def _dependent_views(conn: pg8000.native.Connection, table: str) -> list[_SavedView]:
+    """Views reading raw.<table>, directly or through other views, each after its inputs."""
+    rows = conn.run(
+        "WITH RECURSIVE deps(oid, depth) AS ("
+        " SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass"
+        " AND d.refobjid = to_regclass(:table) AND r.ev_class <> d.refobjid"
+        " UNION"
+        " SELECT r.ev_class, deps.depth + 1 FROM deps JOIN pg_depend d ON d.refobjid = deps.oid"
+        " JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass"
+        " AND r.ev_class <> deps.oid)"
+        " SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid),"
+        " coalesce(c.reloptions, '{}'), pg_get_userbyid(c.relowner), c.relacl IS NOT NULL,"
+        " obj_description(c.oid, 'pg_class'), v.depth"
+        " FROM (SELECT oid, max(depth) AS depth FROM deps GROUP BY oid) v"
+        " JOIN pg_class c ON c.oid = v.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " ORDER BY v.depth, n.nspname, c.relname",
+        table=qualified(RAW_SCHEMA, table),
+    )
+    saved = []
+    for oid, schema, name, kind, definition, options, owner, has_acl, comment, _ in rows:
+        if kind != "v":  # a materialized view holds data; re-creating it is not the loader's job
+            raise SchemaChangeError(
+                f"raw.{table} is read by {schema}.{name} (relkind {kind}), which the loader "
+                "cannot re-create around a column type change; drop it, load, re-create it"
+            )
+        grants = conn.run(
+            "SELECT coalesce(pg_get_userbyid(NULLIF(a.grantee, 0)), ''), a.privilege_type,"
+            " a.is_grantable FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = :oid",
+            oid=oid,
+        )
+        column_comments = conn.run(
+            "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a"
+            " WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " AND col_description(a.attrelid, a.attnum) IS NOT NULL",
+            oid=oid,
+        )
+        saved.append(
+            _SavedView(
+                schema,
+                name,
+                definition,
+                list(options),
+                owner,
+                [(g, p, bool(w)) for g, p, w in grants],
+                comment,
+                dict(column_comments),
+                bool(has_acl),
+            )
+        )
+    return saved
+
+
+def _recreate(conn: pg8000.native.Connection, view: _SavedView) -> None:
+    name = view.qualified
+    options = _view_options(conn, view.options)
+    conn.run(f"CREATE VIEW {name}{options} AS {view.definition.rstrip().rstrip(';')}")
+    conn.run(f"ALTER VIEW {name} OWNER TO {quote_ident(view.owner)}")
+    if view.has_acl:  # an explicit ACL replaces the owner's default one, exactly
+        conn.run(f"REVOKE ALL ON {name} FROM {quote_ident(view.owner)}")
+        for grantee, privilege, grantable in view.grants:
+            to = quote_ident(grantee) if grantee else "PUBLIC"
+            option = " WITH GRANT OPTION" if grantable else ""
+            conn.run(f"GRANT {_privilege(privilege)} ON {name} TO {to}{option}")
+    if view.comment is not None:
+        conn.run(f"COMMENT ON VIEW {name} IS {_literal(conn, view.comment)}")
+    for column, comment in view.column_comments.items():
+        conn.run(f"COMMENT ON COLUMN {name}.{quote_ident(column)} IS {_literal(conn, comment)}")
+
+
+def _view_options(conn: pg8000.native.Connection, options: list[str]) -> str:
+    """`reloptions` ('security_barrier=true', 'check_option=local') as a WITH clause."""
+    if not options:
+        return ""
+    parts = []
+    for option in options:
+        key, _, value = option.partition("=")
+        parts.append(f"{quote_ident(key)} = {_literal(conn, value)}")
+    return f" WITH ({', '.join(parts)})"
+
+
+_PRIVILEGES = frozenset(
+    {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
+)
+
+
+def _privilege(name: str) -> str:
+    if name not in _PRIVILEGES:
+        raise SchemaChangeError(f"unknown table privilege {name!r} on a view over raw")
+    return name
+
+
+def _literal(conn: pg8000.native.Connection, text: str) -> str:
+    """`text` as a literal, quoted by the server: COMMENT and WITH (...) take no parameters."""
+    return str(conn.run("SELECT quote_literal(CAST(:text AS text))", text=text)[0][0])
+
+
+def source_columns(conn: pg8000.native.Connection) -> dict[str, list[str]]:
+    """Every raw table's source columns (lineage left out), in order, for `totes status`."""
+    rows = conn.run(
+        "SELECT c.relname, a.attname FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = :schema AND c.relkind = 'r' AND c.relname NOT LIKE '\\_%'"
+        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+        schema=RAW_SCHEMA,
+    )
+    found: dict[str, list[str]] = {}
+    for table, column in rows:
+        if column not in LINEAGE_NAMES:
+            found.setdefault(table, []).append(column)
+    return found
 
 
 def current_columns(conn: pg8000.native.Connection, table: str) -> dict[str, rawtypes.RawType]:

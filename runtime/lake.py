@@ -5,12 +5,19 @@ commits. The extract writes through this module; the loader and `totes status` r
 totesys/<table>/<yyyy>/<mm>/<dd>/<run_id>-<part:05d>.parquet   data files, never overwritten
 _carry/<table>/<run_id>.parquet                                 versions shipped at/above high
 _manifests/<seq:010d>.json                                      the commit record, written last
+_skipped/<seq:010d>.json                                        the operator skipped that seq
 ```
 
 A run is committed when its manifest exists. It is written with `IfNoneMatch="*"`: of two runs
 that read the same latest seq, exactly one creates seq + 1; the other learns it lost and has
 committed nothing (its data files are never read). The zero padding makes S3's lexicographic
 listing the same as seq order, so listing after a seq yields exactly the newer manifests.
+
+A skip marker says the loader will never load that manifest (`totes load --skip`): the loader
+writes it, also with `IfNoneMatch="*"`, before its ledger entry, and the extract, which has no
+warehouse, reads it so that it never takes a watermark or carry from a skipped manifest and
+re-extracts the skipped window. A manifest records in `skipped_through` the newest skip its
+extract had seen: a skip above it has not been re-covered yet.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ SOURCE = "totesys"
 DATA_PREFIX = f"{SOURCE}/"
 CARRY_PREFIX = "_carry/"
 MANIFEST_PREFIX = "_manifests/"
+SKIPPED_PREFIX = "_skipped/"
 FORMAT = "totes-manifest/1"
+SKIP_FORMAT = "totes-skip/1"
 _MANIFEST_KEY = re.compile(r"^_manifests/(\d{10})\.json$")
+_SKIPPED_KEY = re.compile(r"^_skipped/(\d{10})\.json$")
 
 
 class MalformedManifest(ValueError):
@@ -54,6 +64,10 @@ def carry_key(table: str, run_id: str) -> str:
 
 def manifest_key(seq: int) -> str:
     return f"{MANIFEST_PREFIX}{seq:010d}.json"
+
+
+def skipped_key(seq: int) -> str:
+    return f"{SKIPPED_PREFIX}{seq:010d}.json"
 
 
 def seq_of(key: str) -> int | None:
@@ -103,6 +117,7 @@ class Manifest:
     created_at: str  # "YYYY-MM-DDTHH:MM:SS.mmmZ"
     source: str
     tables: tuple[TableEntry, ...]
+    skipped_through: int | None = None  # the newest skip marker its extract had seen
 
     @property
     def key(self) -> str:
@@ -125,15 +140,25 @@ class Manifest:
             "source": self.source,
             "tables": [_table_doc(t) for t in self.tables],
         }
+        if self.skipped_through is not None:  # absent until the first skip: older bytes stay
+            doc["skipped_through"] = self.skipped_through
         return json.dumps(doc, indent=1).encode()
 
 
 def new_manifest(
-    seq: int, run_id: str, tables: list[TableEntry], *, now: datetime | None = None
+    seq: int,
+    run_id: str,
+    tables: list[TableEntry],
+    *,
+    now: datetime | None = None,
+    skipped_through: int | None = None,
 ) -> Manifest:
-    now = now or datetime.now(UTC)
-    created_at = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    return Manifest(seq, run_id, created_at, SOURCE, tuple(tables))
+    created_at = _timestamp(now or datetime.now(UTC))
+    return Manifest(seq, run_id, created_at, SOURCE, tuple(tables), skipped_through)
+
+
+def _timestamp(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def parse_manifest(key: str, body: bytes) -> Manifest:
@@ -148,6 +173,9 @@ def parse_manifest(key: str, body: bytes) -> Manifest:
             created_at=str(doc.get("created_at", "")),
             source=str(doc.get("source", "")),
             tables=tuple(_table(t) for t in doc["tables"]),
+            skipped_through=None
+            if doc.get("skipped_through") is None
+            else int(doc["skipped_through"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise MalformedManifest(f"manifest {key} is malformed: {err!r}", key) from err
@@ -268,3 +296,48 @@ def commit_manifest(s3: Any, bucket: str, manifest: Manifest) -> bool:
             return False
         raise
     return True
+
+
+# ---- skip markers -------------------------------------------------------------------------------
+
+
+def mark_skipped(
+    s3: Any, bucket: str, seq: int, *, reason: str, run_id: str, now: datetime | None = None
+) -> bool:
+    """Write manifest `seq`'s skip marker; False when it already exists (a retried skip).
+    A marker is never removed: a skip cannot be undone, only re-covered by the extract."""
+    doc = {
+        "format": SKIP_FORMAT,
+        "seq": seq,
+        "manifest_key": manifest_key(seq),
+        "skipped_at": _timestamp(now or datetime.now(UTC)),
+        "run_id": run_id,
+        "reason": reason,
+    }
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=skipped_key(seq),
+            Body=json.dumps(doc, indent=1).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
+            return False
+        raise
+    return True
+
+
+def skipped_seqs(s3: Any, bucket: str) -> set[int]:
+    """Every seq an operator has skipped (skips are rare: one listing page in practice)."""
+    found: set[int] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=SKIPPED_PREFIX):
+        for obj in page.get("Contents", []):
+            match = _SKIPPED_KEY.match(obj["Key"])
+            if match:
+                found.add(int(match.group(1)))
+    return found

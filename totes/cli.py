@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -238,7 +239,8 @@ def _step_commands(sub: argparse._SubParsersAction) -> None:
         "load",
         help="load committed manifests into the warehouse raw layer",
         description="Load every committed manifest not yet loaded, oldest first. "
-        "With --skip, first record the blocking manifest SEQ as skipped (with --reason).",
+        "With --skip, first record the blocking manifest SEQ as skipped (with --reason); "
+        "the next extract re-extracts its window.",
     )
     parser.add_argument(
         "--skip",
@@ -336,10 +338,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     def once() -> cycle.CycleResult:
         return cycle.run_cycle(settings, steps=steps, fail_step=fail_step, work_dir=runs)
 
+    # SIGTERM (a service manager, `kill`) unwinds like an error, so the cycle ends its dbt and
+    # lets go of the cycle lock on the way out; the next cycle marks its entry `abandoned`.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.every is None:
         result = once()
         console.cycle_table(result)
-        return result.exit_code
+        return result.exit_code  # 0 too when another cycle was running: not a failure
     try:
         while True:
             began = time.monotonic()
@@ -348,6 +353,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.stopped()
         return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

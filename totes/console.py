@@ -144,6 +144,13 @@ def load_failures(found: list[Failure]) -> None:
 
 def cycle_table(result: CycleResult) -> None:
     """One cycle's steps as a table on stderr, then its outcome."""
+    if result.skipped:
+        print(
+            f"another cycle is running: run {result.run_id} did nothing "
+            "(the running cycle and the next one cover the same rows)",
+            file=sys.stderr,
+        )
+        return
     table = Table(title=f"run {result.run_id}", title_justify="left")
     for column in ("step", "status", "rows", "files", "models", "tests", "seconds", "error"):
         table.add_column(column, justify="right" if column in {"rows", "files"} else "left")
@@ -201,6 +208,7 @@ def render_status(report: StatusReport, console: Any = None) -> None:
             _lag(lag),
         )
     console.print(sources)
+    _unmodelled_columns(report, console)
     marts = Table(title="marts", title_justify="left")
     for column in ("table", "rows", "newest key", "published through"):
         marts.add_column(column, justify="left" if column == "table" else "right")
@@ -215,6 +223,7 @@ def render_status(report: StatusReport, console: Any = None) -> None:
         outcome = {
             "succeeded": "[green]succeeded[/]",
             "running": "[yellow]running[/]",
+            "abandoned": "[yellow]abandoned[/] (its process died mid-cycle)",
         }.get(r.status, f"[red]failed at {r.failed_step}[/]: {(r.error or '')[:120]}")
         runs.add_row(
             r.run_id,
@@ -229,6 +238,16 @@ def render_status(report: StatusReport, console: Any = None) -> None:
 
 
 # ---- the report --------------------------------------------------------------------------------
+
+
+def _unmodelled_columns(report: StatusReport, console: Any) -> None:
+    """Source columns raw carries but no staging model selects yet (added in the source)."""
+    for s in report.sources:
+        if s.unmodelled:
+            console.print(
+                f"[yellow]new source columns in raw.{s.table}, not in its staging model:[/] "
+                + ", ".join(s.unmodelled)
+            )
 
 
 def report_written(result: ReportResult) -> None:

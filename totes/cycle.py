@@ -6,6 +6,13 @@ in `ops.cycle_runs` in the warehouse, which `totes status` reads. A failure is l
 published to the SNS alert topic (`settings.alert_topic_arn`) as a JSON message naming the run,
 the failing step and the error, and turned into a non-zero exit by `totes run`.
 
+One cycle at a time: a cycle first takes the cycle lock in the warehouse (`ops.CYCLE_LOCK`, a
+session-level advisory lock held on a connection of its own until the cycle ends; the server
+drops it with the session, even after `kill -9`). A cycle that finds it taken does nothing: it
+logs "another cycle is running", records nothing, sends no alert and returns a `skipped` result
+(exit 0); the running cycle and the next one cover the same rows. The lock holder then marks any
+`running` entry left in `ops.cycle_runs` as `abandoned`: its process died mid-cycle.
+
 Test hook: `run_cycle(..., fail_step="load")`, or `TOTES_FAIL_STEP=load totes run`, makes that
 step raise `InjectedFailure` before it does any work, so tests can prove each failure path
 (stop, alert, record, recover) on the real stack. It is read only by the command line, never in
@@ -17,7 +24,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +36,12 @@ from publish.docs import publish_docs
 from publish.publish import publish
 from runtime import logs
 from runtime.config import Settings
-from totes import alerts, dbt_build, ops
+from totes import alerts, dbt_build, ops, quarantine
 
 STEP_NAMES = ("extract", "load", "dbt", "publish")
 FAIL_STEP_ENV = "TOTES_FAIL_STEP"
 KEEP_RUN_DIRS = 20
+ANOTHER_CYCLE = "another cycle is running"
 
 
 class InjectedFailure(RuntimeError):
@@ -117,6 +125,7 @@ class CycleResult:
     steps: tuple[StepOutcome, ...]
     failed_step: str | None = None
     error: str | None = None
+    skipped: bool = False  # another cycle held the lock: this one did nothing
 
     @property
     def ok(self) -> bool:
@@ -141,6 +150,8 @@ class CycleResult:
             raise CycleFailed(self.run_id, self.failed_step, self.error or "")
 
     def describe(self) -> str:
+        if self.skipped:
+            return f"run {self.run_id} skipped: {ANOTHER_CYCLE}"
         state = "ok" if self.ok else f"FAILED at {self.failed_step}: {self.error}"
         ran = " · ".join(o.describe() for o in self.steps if o.status == "succeeded")
         return f"run {self.run_id} {state} in {self.duration_s:.1f}s" + (f" ({ran})" if ran else "")
@@ -166,6 +177,9 @@ def run_cycle(
     `work_dir`: a folder under which each run keeps dbt's target and logs (`<run_id>/dbt`, the
     newest few kept); default a temporary folder per cycle. `dbt_docs`: also generate the dbt
     docs site, which the publish step uploads.
+
+    While another cycle holds the cycle lock, returns at once a result with `skipped` set
+    (nothing run, recorded or alerted; `ok`, exit code 0).
     """
     chosen = list(default_steps() if steps is None else steps)
     if fail_step is not None and fail_step not in {s.name for s in chosen}:
@@ -173,8 +187,40 @@ def run_cycle(
     run_id = run_id or logs.new_run_id()
     log = logs.run_logger("totes.cycle", run_id)
     started = datetime.now(UTC)
+    with _cycle_lock(settings, log) as held:
+        if held is False:
+            log.info(ANOTHER_CYCLE, outcome="skipped")
+            return CycleResult(run_id, started, datetime.now(UTC), (), skipped=True)
+        return _locked_cycle(
+            settings, chosen, log, started, run_id, dbt_runner, fail_step, work_dir, dbt_docs,
+            guarded=held is True,
+        )  # fmt: skip
+
+
+def _locked_cycle(
+    settings: Settings,
+    chosen: Sequence[Step],
+    log: logs.RunLogger,
+    started: datetime,
+    run_id: str,
+    dbt_runner: dbt_build.DbtRunner,
+    fail_step: str | None,
+    work_dir: Path | None,
+    dbt_docs: bool,
+    *,
+    guarded: bool,
+) -> CycleResult:
+    """The cycle proper, run while this process holds the cycle lock (`guarded`), or could not
+    even ask for it (the warehouse is unreachable: the steps will say so)."""
     log.info("cycle started", steps=[s.name for s in chosen])
-    _record(settings, log, lambda conn: ops.record_cycle_start(conn, run_id, started))
+
+    def start(conn: Any) -> None:
+        # Only the lock's holder knows that no `running` entry but its own is alive.
+        for abandoned in ops.mark_abandoned(conn, run_id, started) if guarded else ():
+            log.warning("marked an earlier cycle abandoned", abandoned_run_id=abandoned)
+        ops.record_cycle_start(conn, run_id, started)
+
+    _record(settings, log, start)
 
     outcomes: list[StepOutcome] = []
     failed: tuple[str, str] | None = None
@@ -312,7 +358,7 @@ def _dbt(context: CycleContext) -> StepReport:
     return StepReport(
         models=result.models,
         tests=result.tests,
-        detail=result.summary(),
+        detail={**result.summary(), **quarantine.after_build(context.settings, context.run_id)},
         result=result,
     )
 
@@ -375,6 +421,32 @@ def _alert(settings: Settings, result: CycleResult, log: logs.RunLogger) -> None
         log.error("alert not sent", step=result.failed_step, error=str(err))
         return
     log.info("alert sent", step=result.failed_step, message_id=message_id)
+
+
+@contextmanager
+def _cycle_lock(settings: Settings, log: logs.RunLogger) -> Iterator[bool | None]:
+    """Hold the cycle lock for the `with` block: True if taken, False if another cycle has it.
+
+    None when the warehouse cannot be asked: the cycle runs unguarded, so its steps fail with
+    the real error (recorded, alerted) rather than a cycle silently doing nothing.
+    """
+    try:
+        conn = settings.warehouse_connection()
+    except Exception as err:
+        log.error("cannot take the cycle lock", error=f"{type(err).__name__}: {err}")
+        yield None
+        return
+    taken: bool | None
+    try:
+        taken = ops.try_cycle_lock(conn)
+    except Exception as err:
+        log.error("cannot take the cycle lock", error=f"{type(err).__name__}: {err}")
+        taken = None
+    try:
+        yield taken
+    finally:
+        with suppress(Exception):  # closing the session is what releases the lock
+            conn.close()
 
 
 @contextmanager

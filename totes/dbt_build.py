@@ -4,16 +4,24 @@ dbt reads the warehouse from its profile's `WAREHOUSE_HOST/PORT/USER/PASSWORD/DB
 they are derived here from the same `Settings` every other step uses (a DSN locally, a Secrets
 Manager secret in AWS), so a cycle's four steps always point at one warehouse. Every invocation
 gets its own `--target-path` and `--log-path`, so two cycles never share dbt's artefacts.
+
+dbt never outlives the cycle that started it: it runs in a process group of its own, which the
+cycle ends when it stops for any reason (an exception, Ctrl-C, SIGTERM turned into an exit by
+`totes run`), and on Linux the kernel sends it SIGKILL when the cycle's process dies, even by
+`kill -9` (`PR_SET_PDEATHSIG`), which no handler in the parent could do.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +33,8 @@ from runtime.config import Settings
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_warehouse"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 PARTIAL_PARSE = "partial_parse.msgpack"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_GRACE_S = 10  # after SIGTERM, how long dbt may take to stop before SIGKILL
 
 
 class DbtBuildError(RuntimeError):
@@ -61,17 +71,62 @@ class DbtBuildResult:
 
 
 def subprocess_runner(args: Sequence[str], env: Mapping[str, str], log_file: Path) -> int:
-    """The default runner: the `dbt` installed beside this Python, output kept in a log file."""
+    """The default runner: the `dbt` installed beside this Python, output kept in a log file.
+
+    dbt runs in its own process group (`start_new_session`), ended with this process: see the
+    module docstring. The parent's death signal is tied to the thread that starts dbt, so call
+    this from a thread that lives until dbt ends (the cycle's own, as `run_cycle` does).
+    """
     executable = Path(sys.executable).with_name("dbt")
     found = str(executable) if executable.exists() else shutil.which("dbt")
     if not found:
         raise DbtBuildError("the dbt executable is not installed (run `make install`)")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("wb") as out:
-        completed = subprocess.run(  # fixed executable, argument list, no shell
-            [found, *args], env=dict(env), stdout=out, stderr=subprocess.STDOUT, check=False
+        process = subprocess.Popen(  # fixed executable, argument list, no shell
+            [found, *args],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
-    return completed.returncode
+        try:
+            return process.wait()
+        finally:
+            end_group(process)
+
+
+def end_group(process: subprocess.Popen) -> None:
+    """End `process` and anything it started in its group: SIGTERM, then SIGKILL if it lingers."""
+    if process.poll() is None:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+    _signal_group(process.pid, signal.SIGKILL)  # whatever dbt left behind in its group
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):  # an empty group: all of it has ended
+        os.killpg(group, sig)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A `preexec_fn` asking the kernel to SIGKILL the child when `parent` dies (Linux only;
+    None elsewhere, where the process group still ends dbt on any orderly exit)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the child
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def dbt_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:

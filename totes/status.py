@@ -2,9 +2,11 @@
 
 Per source table: the watermark of the newest committed manifest in the ingestion bucket, the
 newest manifest loaded into `raw`, the rows in `raw`, and the freshness lag (now minus the
-table's last load, the same measure dbt source freshness uses). Per mart: its rows and, for
-facts, how far the lake copy is published. Then the last cycles from `ops.cycle_runs` and, when
-`TOTES_HOME` holds a local stack, whether its PostgreSQL and AWS endpoint are running.
+table's last load, the same measure dbt source freshness uses), and the raw columns its staging
+view does not select: a column the source added, which raw carries but no model reads yet. Per
+mart: its rows and, for facts, how far the lake copy is published. Then the last cycles from
+`ops.cycle_runs` and, when `TOTES_HOME` holds a local stack, whether its PostgreSQL and AWS
+endpoint are running.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pg8000.native
 
 from lambda_loader import ledger as load_ledger
+from lambda_loader import rawschema
 from publish import ledger as publish_ledger
 from publish import marts as mart_list
 from runtime import lake
@@ -33,6 +36,8 @@ class SourceStatus:
     loaded_watermark: str | None = None
     raw_rows: int | None = None
     last_loaded_at: datetime | None = None
+    # Raw columns its staging view does not select (new in the source, not modelled yet).
+    unmodelled: tuple[str, ...] = ()
 
     def lag(self, now: datetime) -> timedelta | None:
         return now - self.last_loaded_at if self.last_loaded_at else None
@@ -61,6 +66,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
     problems: list[str] = []
     loaded: dict[str, dict[str, Any]] = {}
     raw_rows: dict[str, int] = {}
+    unmodelled: dict[str, tuple[str, ...]] = {}
     marts: list[MartStatus] = []
     runs: list[ops.CycleRun] = []
     loaded_seq: int | None = None
@@ -72,6 +78,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
         try:
             loaded_seq, loaded = _loaded(conn)
             raw_rows = _raw_counts(conn)
+            unmodelled = _unmodelled(conn)
             marts = _marts(conn)
             runs = ops.recent_runs(conn)
         finally:
@@ -91,6 +98,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
             loaded_watermark=loaded.get(t, {}).get("watermark"),
             raw_rows=raw_rows.get(t),
             last_loaded_at=loaded.get(t, {}).get("loaded_at"),
+            unmodelled=unmodelled.get(t, ()),
         )
         for t in tables
     ]
@@ -119,6 +127,31 @@ def _raw_counts(conn: pg8000.native.Connection) -> dict[str, int]:
         t: conn.run(f"select count(*) from {qualified('raw', t)}")[0][0]  # noqa: S608 - quoted
         for (t,) in tables
     }
+
+
+STAGING_SCHEMA = "staging"  # dbt's staging models, one view per source table
+
+
+def _unmodelled(conn: pg8000.native.Connection) -> dict[str, tuple[str, ...]]:
+    """Per raw table, its source columns that its staging view (`stg_totesys__<table>`, which
+    keeps every source column's name) does not select; a table without that view is left out."""
+    views: dict[str, set[str]] = {}
+    for view, column in conn.run(
+        "select c.relname, a.attname from pg_catalog.pg_attribute a"
+        " join pg_catalog.pg_class c on c.oid = a.attrelid"
+        " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = :schema and c.relkind = 'v' and a.attnum > 0"
+        " and not a.attisdropped",
+        schema=STAGING_SCHEMA,
+    ):
+        views.setdefault(view, set()).add(column)
+    found = {}
+    for table, columns in rawschema.source_columns(conn).items():
+        selected = views.get(f"stg_totesys__{table}")
+        missing = tuple(c for c in columns if selected is not None and c not in selected)
+        if missing:
+            found[table] = missing
+    return found
 
 
 def _marts(conn: pg8000.native.Connection) -> list[MartStatus]:

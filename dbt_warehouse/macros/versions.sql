@@ -60,22 +60,25 @@ from new_versions
 
 
 {#
-    The versions a fact has not loaded yet: every version on a full build; on an incremental
-    build only those with a larger version id than any record here (ids are assigned once, in
-    ascending order, by the intermediate model), and never one whose record already exists,
-    so a re-run adds nothing.
+    The versions a fact has not loaded yet: every version that passes the quarantine rules
+    (`_quarantine_reason` is NULL) on a full build; on an incremental build only those with a
+    larger version id than any record here (ids are assigned once, in ascending order, by the
+    intermediate model), and never one whose record already exists, so a re-run adds nothing.
+    A quarantined version never lands and never holds anything back: the fact's largest record
+    id comes from versions that did land, and a corrected version later gets a larger id.
 #}
 {% macro new_fact_versions(versions, record_id) %}
     select int_versions.*
     from {{ versions }} as int_versions
-    {% if is_incremental() %}
-        where
-            int_versions.version_id > (
+    where
+        int_versions._quarantine_reason is null
+        {% if is_incremental() %}
+            and int_versions.version_id > (
                 select coalesce(max(existing.{{ record_id }}), 0) from {{ this }} as existing
             )
             and not exists (
                 select 1 from {{ this }} as existing
                 where existing.{{ record_id }} = int_versions.version_id
             )
-    {% endif %}
+        {% endif %}
 {% endmacro %}

@@ -5,11 +5,17 @@ which step failed, publishes an alert (execution, step, error, cause) to the SNS
 the execution in a Fail state (so ExecutionsFailed counts it too). A cycle whose extract or load
 is throttled because another cycle holds that Lambda's single reserved slot ends as "skipped":
 the running cycle and the next one cover the same rows (the steps are idempotent).
+
+One cycle at a time: the first state asks Step Functions for this state machine's RUNNING
+executions (`states:ListExecutions` on this state machine only). When there is another besides
+this one, the execution ends at once as "skipped" (Succeed: no alert, no ExecutionsFailed), so a
+cycle that runs past the schedule's interval never overlaps the next one. Two executions started
+at the same instant may both stand down; the next tick runs.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -30,6 +36,7 @@ LAMBDA_TRANSIENT = [
 THROTTLED = "Lambda.TooManyRequestsException"
 CODEBUILD_TRANSIENT = ["CodeBuild.AccountLimitExceededException", "CodeBuild.ThrottlingException"]
 CYCLE_TIMEOUT = Duration.minutes(25)
+GUARD = "Check for another cycle"  # the first state
 
 
 class Orchestration(Construct):
@@ -101,9 +108,12 @@ class Orchestration(Construct):
         skipped = sfn.Succeed(
             self,
             "Skipped: another cycle is running",
-            comment="A throttled extract/load: the running cycle holds the single slot.",
+            comment="Another execution is running (found by the guard, or it holds the single "
+            "slot of a throttled extract/load): this one stands down.",
         )
 
+        name = f"totes-{stage}-pipeline"
+        guard_step = self._guard_step(name)
         extract_step = self._lambda_step("Extract", extract, Duration.minutes(10), "$.extract")
         load_step = self._lambda_step("Load", load, Duration.minutes(15), "$.load")
         dbt_step = tasks.CodeBuildStartBuild(
@@ -135,7 +145,7 @@ class Orchestration(Construct):
 
         for step in (extract_step, load_step):
             step.add_catch(skipped, errors=[THROTTLED], result_path="$.error")
-        for step in (extract_step, load_step, dbt_step, publish_step):
+        for step in (guard_step, extract_step, load_step, dbt_step, publish_step):
             record = sfn.Pass(
                 self,
                 f"{step.node.id} failed",
@@ -145,12 +155,15 @@ class Orchestration(Construct):
             record.next(notify)
             step.add_catch(record, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        definition = (
-            extract_step.next(load_step)
-            .next(dbt_step)
-            .next(publish_step)
-            .next(sfn.Succeed(self, "Cycle complete"))
+        alone = (
+            sfn.Choice(self, "Alone?")
+            .when(sfn.Condition.number_greater_than("$.guard.running", 1), skipped)
+            .otherwise(extract_step)
         )
+        extract_step.next(load_step).next(dbt_step).next(publish_step).next(
+            sfn.Succeed(self, "Cycle complete")
+        )
+        definition = guard_step.next(alone)
 
         self.log_group = logs.LogGroup(
             self,
@@ -163,7 +176,7 @@ class Orchestration(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "Pipeline",
-            state_machine_name=f"totes-{stage}-pipeline",
+            state_machine_name=name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=CYCLE_TIMEOUT,
@@ -189,6 +202,46 @@ class Orchestration(Construct):
                 )
             ],
         )
+
+    def _guard_step(self, state_machine_name: str) -> tasks.CallAwsService:
+        """How many executions of this state machine are running, this one included.
+
+        The ARN is built from the name, not read from the state machine: its role's policy
+        cannot refer to the state machine it belongs to (a circular dependency). Two results
+        are enough to tell "alone" from "not alone".
+        """
+        arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=state_machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        step = tasks.CallAwsService(
+            self,
+            GUARD,
+            service="sfn",
+            action="listExecutions",
+            iam_action="states:ListExecutions",
+            iam_resources=[arn],
+            parameters={
+                "StateMachineArn": sfn.JsonPath.string_at("$$.StateMachine.Id"),
+                "StatusFilter": "RUNNING",
+                "MaxResults": 2,
+            },
+            result_selector={
+                "running": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.Executions"))
+            },
+            result_path="$.guard",
+            task_timeout=sfn.Timeout.duration(Duration.minutes(1)),
+        )
+        step.add_retry(
+            errors=[sfn.Errors.ALL],
+            interval=Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return step
 
     def _lambda_step(
         self, name: str, function: lambda_.IFunction, timeout: Duration, result_path: str

@@ -652,3 +652,21 @@ def test_seed_and_simulate_commands_write_to_the_database_in_the_environment(iso
         assert count(conn, "sales_order") == round(11_187 * 0.01) + 2
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,2),"
+        " ALTER COLUMN units_sold TYPE bigint",
+        "ALTER TABLE sales_order ALTER COLUMN sales_order_id TYPE bigint",
+        "ALTER TABLE design ALTER COLUMN design_name TYPE varchar(200)",
+        "ALTER TABLE payment ALTER COLUMN payment_amount TYPE numeric(14,4)",
+    ],
+)
+def test_simulate_keeps_working_after_a_source_column_changes_type(seeded, change):
+    seeded.run(change)
+    result = simulate(seeded, orders=4, purchases=2, updates=4, payments_paid=2, seed=8)
+    assert len(result.ids("sales_order", "insert")) == 4
+    assert len(result.ids("sales_order", "update")) == 4
+    assert violations(seeded) == {}

@@ -13,6 +13,7 @@ from support.loader_rows import sales_orders, sales_part
 
 from lambda_loader.errors import LoadFailed
 from lambda_loader.load import run_load
+from runtime import lake
 
 
 def _corrupt(body: bytes) -> bytes:
@@ -127,6 +128,8 @@ def test_the_operator_skips_the_blocking_manifest_with_a_reason(isolated):
     assert conn.run("SELECT resolved, resolution FROM raw._load_failures") == [
         [True, "skipped: corrupt upload, re-extracted"]
     ]
+    # The skip is in the lake too, where the extract (no warehouse) reads it.
+    assert lake.skipped_seqs(s3, bucket) == {2}
 
 
 def test_only_the_blocking_manifest_can_be_skipped_and_only_with_a_reason(isolated):
@@ -140,6 +143,7 @@ def test_only_the_blocking_manifest_can_be_skipped_and_only_with_a_reason(isolat
     assert later.returncode == 1 and "not the oldest pending manifest (2)" in later.stderr
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     assert isolated.warehouse().run("SELECT count(*) FROM raw._manifest_ledger") == [[0]]
+    assert lake.skipped_seqs(s3, bucket) == set(), "a refused skip leaves no marker"
 
 
 def test_a_fixed_file_loads_on_the_next_run_and_resolves_the_failure(isolated):

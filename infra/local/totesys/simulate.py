@@ -5,6 +5,10 @@ unit of work, like the app's), and every `last_updated` comes from the database 
 transaction, never from Python, so the rows look exactly like production's: timestamp(3) UTC
 wall clock, rounded by Postgres. Invariants hold after every transaction: one transaction per
 order, one payment per transaction, payment amount = quantity x unit price, types consistent.
+
+Every bound value is cast to its column's type as the catalog has it now (`{table.column}` in a
+statement): Postgres deduces an untyped parameter's type from where it is used, and a value used
+twice (a name, an order id) stops with "inconsistent types deduced" once a column's type changes.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class _App:
     def __init__(self, conn: pg8000.native.Connection, rng: random.Random, faker: Faker) -> None:
         self.conn, self.rng, self.faker = conn, rng, faker
         self.result = SimulationResult()
+        self.types = _ColumnTypes(conn)
         self.refs = {
             name: [row[0] for row in conn.run(sql)]
             for name, sql in (
@@ -130,8 +135,10 @@ class _App:
         with self._transaction() as at:
             design_id = self._one(
                 "INSERT INTO design (design_name, file_location, file_name, last_updated)"
-                " VALUES (:name, :location,"
-                " lower(:name) || '-' || to_char(LOCALTIMESTAMP, 'YYYYMMDD') || '-' || :suffix"
+                " VALUES (CAST(:name AS {design.design_name}),"
+                " CAST(:location AS {design.file_location}),"
+                " lower(CAST(:name AS {design.design_name})) || '-'"
+                " || to_char(LOCALTIMESTAMP, 'YYYYMMDD') || '-' || CAST(:suffix AS text)"
                 " || '.json', LOCALTIMESTAMP) RETURNING design_id",
                 name=name,
                 location=self.rng.choice(FILE_LOCATIONS),
@@ -204,16 +211,16 @@ class _App:
         else:
             amend, value = AMEND_UNIT_PRICE, Decimal(self.rng.randint(200, 400)) / 100
         with self._transaction() as at:
-            self.conn.run(amend, value=value, order_id=order_id)
+            self._run(amend, value=value, order_id=order_id)
             self._record("sales_order", "update", order_id, at)
-            for (payment_id,) in self.conn.run(REPRICE_UNPAID_PAYMENT, order_id=order_id):
+            for (payment_id,) in self._run(REPRICE_UNPAID_PAYMENT, order_id=order_id):
                 self._record("payment", "update", payment_id, at)
 
     def pay(self, payment_id: int) -> None:
         with self._transaction() as at:
-            self.conn.run(
+            self._run(
                 "UPDATE payment SET paid = true, last_updated = LOCALTIMESTAMP"
-                " WHERE payment_id = :payment_id",
+                " WHERE payment_id = CAST(:payment_id AS {payment.payment_id})",
                 payment_id=payment_id,
             )
             self._record("payment", "update", payment_id, at)
@@ -223,11 +230,16 @@ class _App:
         fake = self.faker[self.rng.choice(MOVE_LOCALES)]  # one country's conventions per move
         with self._transaction() as at:
             address_id = self._one(
-                "UPDATE address SET address_line_1 = :line_1, address_line_2 = :line_2,"
-                " district = :district, city = :city, postal_code = :postal_code,"
-                " country = :country, phone = :phone, last_updated = LOCALTIMESTAMP"
-                " WHERE address_id = (SELECT legal_address_id FROM counterparty"
-                " WHERE counterparty_id = :counterparty_id) RETURNING address_id",
+                "UPDATE address SET address_line_1 = CAST(:line_1 AS {address.address_line_1}),"
+                " address_line_2 = CAST(:line_2 AS {address.address_line_2}),"
+                " district = CAST(:district AS {address.district}),"
+                " city = CAST(:city AS {address.city}),"
+                " postal_code = CAST(:postal_code AS {address.postal_code}),"
+                " country = CAST(:country AS {address.country}),"
+                " phone = CAST(:phone AS {address.phone}), last_updated = LOCALTIMESTAMP"
+                " WHERE address_id = (SELECT legal_address_id FROM counterparty WHERE"
+                " counterparty_id = CAST(:counterparty_id AS {counterparty.counterparty_id}))"
+                " RETURNING address_id",
                 line_1=fake.street_address(),
                 line_2=fake.street_name() if self.rng.random() < 1 / 3 else None,
                 district=fake.administrative_unit() if self.rng.random() < 0.5 else None,
@@ -241,14 +253,16 @@ class _App:
 
     def rename_department(self, department_id: int) -> None:
         with self._transaction() as at:
-            (current,) = self.conn.run(
-                "SELECT department_name FROM department WHERE department_id = :id",
+            (current,) = self._run(
+                "SELECT department_name FROM department"
+                " WHERE department_id = CAST(:id AS {department.department_id})",
                 id=department_id,
             )[0]
             name = self.rng.choice([n for n in DEPARTMENT_NAMES if n != current])
-            self.conn.run(
-                "UPDATE department SET department_name = :name, last_updated = LOCALTIMESTAMP"
-                " WHERE department_id = :id",
+            self._run(
+                "UPDATE department SET department_name = CAST(:name AS"
+                " {department.department_name}), last_updated = LOCALTIMESTAMP"
+                " WHERE department_id = CAST(:id AS {department.department_id})",
                 name=name,
                 id=department_id,
             )
@@ -275,8 +289,12 @@ class _App:
             self.conn.run("ROLLBACK")
             raise
 
+    def _run(self, sql: str, **params: object) -> list[list[object]]:
+        """Run an app statement, its `{table.column}` casts spelled with today's types."""
+        return self.conn.run(sql.format_map(self.types), **params)
+
     def _one(self, sql: str, **params: object) -> object:
-        rows = self.conn.run(sql, **params)
+        rows = self._run(sql, **params)
         if len(rows) != 1:
             raise SimulationError(f"expected one row, got {len(rows)}: {sql[:60]}...")
         return rows[0][0]
@@ -286,6 +304,32 @@ class _App:
 
     def _record(self, table: str, action: str, row_id: object, at: datetime) -> None:
         self.result.changes.append(Change(table, action, int(row_id), at))
+
+
+class _ColumnTypes(dict[str, "_TableTypes"]):
+    """`{table.column}` → that column's type as the catalog spells it (`format_type`)."""
+
+    def __init__(self, conn: pg8000.native.Connection) -> None:
+        super().__init__()
+        rows = conn.run(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)"
+            " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
+            " AND a.attnum > 0 AND NOT a.attisdropped"
+        )
+        for table, column, sql_type in rows:
+            self.setdefault(table, _TableTypes())[column] = sql_type
+
+    def __missing__(self, table: str) -> _TableTypes:
+        raise SimulationError(f"totesys has no table {table!r}: run `totes seed` first")
+
+
+class _TableTypes(dict[str, str]):
+    def __getattr__(self, column: str) -> str:
+        try:
+            return self[column]
+        except KeyError:
+            raise SimulationError(f"totesys has no column {column!r}") from None
 
 
 def _ranges(ids: list[int]) -> str:
@@ -312,10 +356,13 @@ NEW_SALES_ORDER = """
 INSERT INTO sales_order (last_updated, design_id, staff_id, counterparty_id, units_sold,
     unit_price, currency_id, agreed_delivery_date, agreed_payment_date,
     agreed_delivery_location_id)
-VALUES (LOCALTIMESTAMP, :design, :staff, :counterparty, :units, :price, :currency,
-    to_char(LOCALTIMESTAMP + make_interval(days => :delivery_days), 'YYYY-MM-DD'),
-    to_char(LOCALTIMESTAMP + make_interval(days => :payment_days), 'YYYY-MM-DD'),
-    :location)
+VALUES (LOCALTIMESTAMP, CAST(:design AS {sales_order.design_id}),
+    CAST(:staff AS {sales_order.staff_id}), CAST(:counterparty AS {sales_order.counterparty_id}),
+    CAST(:units AS {sales_order.units_sold}), CAST(:price AS {sales_order.unit_price}),
+    CAST(:currency AS {sales_order.currency_id}),
+    to_char(LOCALTIMESTAMP + make_interval(days => CAST(:delivery_days AS integer)), 'YYYY-MM-DD'),
+    to_char(LOCALTIMESTAMP + make_interval(days => CAST(:payment_days AS integer)), 'YYYY-MM-DD'),
+    CAST(:location AS {sales_order.agreed_delivery_location_id}))
 RETURNING sales_order_id
 """
 
@@ -323,17 +370,22 @@ NEW_PURCHASE_ORDER = """
 INSERT INTO purchase_order (last_updated, staff_id, counterparty_id, item_code, item_quantity,
     item_unit_price, currency_id, agreed_delivery_date, agreed_payment_date,
     agreed_delivery_location_id)
-VALUES (LOCALTIMESTAMP, :staff, :counterparty, :code, :quantity, :price, :currency,
-    to_char(LOCALTIMESTAMP + make_interval(days => :delivery_days), 'YYYY-MM-DD'),
-    to_char(LOCALTIMESTAMP + make_interval(days => :payment_days), 'YYYY-MM-DD'),
-    :location)
+VALUES (LOCALTIMESTAMP, CAST(:staff AS {purchase_order.staff_id}),
+    CAST(:counterparty AS {purchase_order.counterparty_id}),
+    CAST(:code AS {purchase_order.item_code}), CAST(:quantity AS {purchase_order.item_quantity}),
+    CAST(:price AS {purchase_order.item_unit_price}),
+    CAST(:currency AS {purchase_order.currency_id}),
+    to_char(LOCALTIMESTAMP + make_interval(days => CAST(:delivery_days AS integer)), 'YYYY-MM-DD'),
+    to_char(LOCALTIMESTAMP + make_interval(days => CAST(:payment_days AS integer)), 'YYYY-MM-DD'),
+    CAST(:location AS {purchase_order.agreed_delivery_location_id}))
 RETURNING purchase_order_id
 """
 
 NEW_TRANSACTION = """
 INSERT INTO "transaction" (transaction_type, sales_order_id, purchase_order_id, last_updated)
-VALUES (CAST(:kind AS "TransactionType"), CAST(:sales_order_id AS integer),
-    CAST(:purchase_order_id AS integer), LOCALTIMESTAMP)
+VALUES (CAST(:kind AS {transaction.transaction_type}),
+    CAST(:sales_order_id AS {transaction.sales_order_id}),
+    CAST(:purchase_order_id AS {transaction.purchase_order_id}), LOCALTIMESTAMP)
 RETURNING transaction_id
 """
 
@@ -348,34 +400,38 @@ SELECT LOCALTIMESTAMP, t.transaction_id,
     COALESCE(so.currency_id, po.currency_id),
     pt.payment_type_id, false,
     COALESCE(so.agreed_payment_date, po.agreed_payment_date),
-    :company_ac,
+    CAST(:company_ac AS {payment.company_ac_number}),
     COALESCE((SELECT p.counterparty_ac_number FROM payment p
               WHERE p.counterparty_id = COALESCE(so.counterparty_id, po.counterparty_id)
-              LIMIT 1), :counterparty_ac)
+              LIMIT 1), CAST(:counterparty_ac AS {payment.counterparty_ac_number}))
 FROM "transaction" t
 LEFT JOIN sales_order so ON so.sales_order_id = t.sales_order_id
 LEFT JOIN purchase_order po ON po.purchase_order_id = t.purchase_order_id
-JOIN payment_type pt ON pt.payment_type_name = CAST(:payment_type AS "PaymentTypeName")
-WHERE t.transaction_id = :transaction_id
+JOIN payment_type pt ON pt.payment_type_name = CAST(:payment_type AS
+    {payment_type.payment_type_name})
+WHERE t.transaction_id = CAST(:transaction_id AS {transaction.transaction_id})
 RETURNING payment_id
 """
 
 AMEND_UNITS_SOLD = """
-UPDATE sales_order SET units_sold = :value, last_updated = LOCALTIMESTAMP
-WHERE sales_order_id = :order_id
+UPDATE sales_order SET units_sold = CAST(:value AS {sales_order.units_sold}),
+    last_updated = LOCALTIMESTAMP
+WHERE sales_order_id = CAST(:order_id AS {sales_order.sales_order_id})
 """
 
 AMEND_UNIT_PRICE = """
-UPDATE sales_order SET unit_price = :value, last_updated = LOCALTIMESTAMP
-WHERE sales_order_id = :order_id
+UPDATE sales_order SET unit_price = CAST(:value AS {sales_order.unit_price}),
+    last_updated = LOCALTIMESTAMP
+WHERE sales_order_id = CAST(:order_id AS {sales_order.sales_order_id})
 """
 
 REPRICE_UNPAID_PAYMENT = """
 UPDATE payment p SET payment_amount = so.units_sold * so.unit_price,
     last_updated = LOCALTIMESTAMP
 FROM "transaction" t, sales_order so
-WHERE p.transaction_id = t.transaction_id AND t.sales_order_id = :order_id
-    AND so.sales_order_id = :order_id AND NOT p.paid
+WHERE p.transaction_id = t.transaction_id
+    AND t.sales_order_id = CAST(:order_id AS {sales_order.sales_order_id})
+    AND so.sales_order_id = CAST(:order_id AS {sales_order.sales_order_id}) AND NOT p.paid
 RETURNING p.payment_id
 """
 

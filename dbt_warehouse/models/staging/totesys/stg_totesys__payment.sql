@@ -23,7 +23,15 @@ renamed as (
         _manifest_seq,
         _run_id,
         _source_file,
-        _loaded_at
+        _loaded_at,
+        -- NULL when the version passes every rule; else it stays out of the facts
+        {{ quarantine_reason(
+            required=[
+                'created_at', 'transaction_id', 'counterparty_id', 'payment_amount',
+                'currency_id', 'payment_type_id', 'paid'
+            ],
+            dates=['payment_date']
+        ) }} as _quarantine_reason
     from source
 )
 

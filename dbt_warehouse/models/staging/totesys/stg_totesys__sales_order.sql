@@ -23,7 +23,16 @@ renamed as (
         _manifest_seq,
         _run_id,
         _source_file,
-        _loaded_at
+        _loaded_at,
+        -- NULL when the version passes every rule; else it stays out of the facts
+        {{ quarantine_reason(
+            required=[
+                'created_at', 'design_id', 'staff_id', 'counterparty_id', 'units_sold',
+                'unit_price', 'currency_id', 'agreed_delivery_location_id'
+            ],
+            dates=['agreed_payment_date', 'agreed_delivery_date'],
+            not_negative=['units_sold', 'unit_price']
+        ) }} as _quarantine_reason
     from source
 )
 
