@@ -179,6 +179,9 @@ def test_a_taken_port_moves_the_endpoint(own_home: Path):
     port = int(local.env()["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
     local.down()
     with socket.socket() as squatter:
+        # The stopped server's closed connections may leave the port in TIME_WAIT, which blocks
+        # a plain bind but not one with SO_REUSEADDR; a listening squatter still blocks moto.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         env = local.up()
