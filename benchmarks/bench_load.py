@@ -116,9 +116,10 @@ def child(name: str, cfg: dict) -> dict:
     elif name == "loader copy path":
         import pyarrow.parquet as pq
 
-        from lambda_loader import copyin, manifest
+        from lambda_loader import copyin
+        from runtime.pg_types import Column
 
-        columns = tuple(manifest.Column(**c) for c in cfg["columns"])
+        columns = tuple(Column(**c) for c in cfg["columns"])
         lineage = copyin.Lineage(
             1, "bench", "bench/sales_order.parquet", conn.run("SELECT now()")[0][0]
         )
