@@ -273,6 +273,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from lambda_loader import admin
     from lambda_loader.errors import LoadFailed
     from lambda_loader.load import run_load
+    from totes.cycle import ANOTHER_CYCLE, cycle_lock
 
     if args.skip is not None and not (args.reason or "").strip():
         console.error("load", "--skip needs --reason TEXT")
@@ -282,10 +283,16 @@ def cmd_load(args: argparse.Namespace) -> int:
         if args.failures:
             console.load_failures(admin.list_failures(settings, include_resolved=args.all))
             return 0
-        if args.skip is not None:
-            key = admin.skip_manifest(settings, args.skip, args.reason)
-            console.skipped(args.skip, key, args.reason)
-        result = run_load(settings)
+        # Outside a cycle, a load takes the cycle's lock too: raw never changes under a cycle's
+        # dbt build (its models would read two different raws) and a skip never races its load.
+        with cycle_lock(settings, logs.run_logger("totes.load", logs.new_run_id())) as held:
+            if held is False:
+                console.error("load", f"{ANOTHER_CYCLE}: nothing loaded; run it when it ends")
+                return 1
+            if args.skip is not None:
+                key = admin.skip_manifest(settings, args.skip, args.reason)
+                console.skipped(args.skip, key, args.reason)
+            result = run_load(settings)
     except (
         LoadFailed,
         admin.SkipRefused,

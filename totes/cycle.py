@@ -187,7 +187,7 @@ def run_cycle(
     run_id = run_id or logs.new_run_id()
     log = logs.run_logger("totes.cycle", run_id)
     started = datetime.now(UTC)
-    with _cycle_lock(settings, log) as held:
+    with cycle_lock(settings, log) as held:
         if held is False:
             log.info(ANOTHER_CYCLE, outcome="skipped")
             return CycleResult(run_id, started, datetime.now(UTC), (), skipped=True)
@@ -424,8 +424,9 @@ def _alert(settings: Settings, result: CycleResult, log: logs.RunLogger) -> None
 
 
 @contextmanager
-def _cycle_lock(settings: Settings, log: logs.RunLogger) -> Iterator[bool | None]:
+def cycle_lock(settings: Settings, log: logs.RunLogger) -> Iterator[bool | None]:
     """Hold the cycle lock for the `with` block: True if taken, False if another cycle has it.
+    Also taken by `totes load` on its own, so a manual load never changes raw under a cycle's dbt.
 
     None when the warehouse cannot be asked: the cycle runs unguarded, so its steps fail with
     the real error (recorded, alerted) rather than a cycle silently doing nothing.

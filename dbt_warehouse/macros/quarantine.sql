@@ -29,3 +29,17 @@
         ''
     )
 {%- endmacro %}
+
+{#- The member a dimension holds: the latest version that passes every quarantine rule, or,
+    for a member with no passing version yet, its latest version (the dimension then shows the
+    empty value '' for what is missing, so facts referring to it still join). A correction is
+    a newer passing version, so it replaces both. -#}
+{% macro latest_passing_versions(relation, key_column) -%}
+    select distinct on ({{ key_column }}) *
+    from {{ relation }}
+    order by
+        {{ key_column }} asc,
+        (_quarantine_reason is null) desc,
+        last_updated desc,
+        version_id desc
+{%- endmacro %}

@@ -10,16 +10,16 @@
 
 -- Counterparty joined to its legal address; a moved address shows on the next build.
 with latest_counterparty as (
-    {{ latest_versions(ref('int_counterparty__versions'), 'counterparty_id') }}
+    {{ latest_passing_versions(ref('int_counterparty__versions'), 'counterparty_id') }}
 ),
 
 latest_address as (
-    {{ latest_versions(ref('int_address__versions'), 'address_id') }}
+    {{ latest_passing_versions(ref('int_address__versions'), 'address_id') }}
 )
 
 select
     latest_counterparty.counterparty_id,
-    latest_counterparty.counterparty_legal_name,
+    coalesce(latest_counterparty.counterparty_legal_name, '')::varchar as counterparty_legal_name,
     coalesce(latest_address.address_line_1, '')::varchar as counterparty_legal_address_line_1,
     latest_address.address_line_2 as counterparty_legal_address_line_2,
     latest_address.district as counterparty_legal_district,

@@ -12,7 +12,7 @@
 -- code change. A code missing from the list keeps its row with the empty-member name ''
 -- and is flagged by the has_members_in test on currency_code.
 with latest_currency as (
-    {{ latest_versions(ref('int_currency__versions'), 'currency_id') }}
+    {{ latest_passing_versions(ref('int_currency__versions'), 'currency_id') }}
 ),
 
 iso_4217 as (
@@ -21,7 +21,7 @@ iso_4217 as (
 
 select
     latest_currency.currency_id,
-    latest_currency.currency_code,
+    coalesce(latest_currency.currency_code, '')::varchar as currency_code,
     coalesce(iso_4217.name, '')::varchar as currency_name
 from latest_currency
 left join iso_4217

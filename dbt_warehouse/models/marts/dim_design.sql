@@ -9,12 +9,12 @@
 }}
 
 with latest_design as (
-    {{ latest_versions(ref('int_design__versions'), 'design_id') }}
+    {{ latest_passing_versions(ref('int_design__versions'), 'design_id') }}
 )
 
 select
     latest_design.design_id,
-    latest_design.design_name,
-    latest_design.file_location,
-    latest_design.file_name
+    coalesce(latest_design.design_name, '')::varchar as design_name,
+    coalesce(latest_design.file_location, '')::varchar as file_location,
+    coalesce(latest_design.file_name, '')::varchar as file_name
 from latest_design

@@ -9,10 +9,10 @@
 }}
 
 with latest_payment_type as (
-    {{ latest_versions(ref('int_payment_type__versions'), 'payment_type_id') }}
+    {{ latest_passing_versions(ref('int_payment_type__versions'), 'payment_type_id') }}
 )
 
 select
     latest_payment_type.payment_type_id,
-    latest_payment_type.payment_type_name
+    coalesce(latest_payment_type.payment_type_name, '')::varchar as payment_type_name
 from latest_payment_type

@@ -9,12 +9,12 @@
 }}
 
 with latest_transaction as (
-    {{ latest_versions(ref('int_transaction__versions'), 'transaction_id') }}
+    {{ latest_passing_versions(ref('int_transaction__versions'), 'transaction_id') }}
 )
 
 select
     latest_transaction.transaction_id,
-    latest_transaction.transaction_type,
+    coalesce(latest_transaction.transaction_type, '')::varchar as transaction_type,
     latest_transaction.sales_order_id,
     latest_transaction.purchase_order_id
 from latest_transaction

@@ -1,15 +1,24 @@
 {{ config(materialized='table') }}
 
--- Every source row version a quarantine rule kept out of its fact, with why, where it came
--- from, and whether a later version of the same row passed (then the fact holds that one).
-{% set facts = [
+-- Every source row version a quarantine rule kept out of the marts, with why, where it came
+-- from, and whether a later version of the same row passed (then the marts hold that one). A
+-- fact leaves the version out; a dimension keeps the member's last passing version instead.
+{% set entities = [
     ('sales_order', 'sales_order_id'),
     ('purchase_order', 'purchase_order_id'),
     ('payment', 'payment_id'),
+    ('address', 'address_id'),
+    ('counterparty', 'counterparty_id'),
+    ('currency', 'currency_id'),
+    ('department', 'department_id'),
+    ('design', 'design_id'),
+    ('payment_type', 'payment_type_id'),
+    ('staff', 'staff_id'),
+    ('transaction', 'transaction_id'),
 ] %}
 
 with quarantined as (
-    {% for entity, key in facts %}
+    {% for entity, key in entities %}
         select
             '{{ entity }}'::varchar as source_table,
             bad.{{ key }} as source_key,

@@ -11,7 +11,9 @@ renamed as (
         _manifest_seq,
         _run_id,
         _source_file,
-        _loaded_at
+        _loaded_at,
+        -- NULL when the version passes every rule; else its dimension keeps the last good one
+        {{ quarantine_reason(required=['currency_code']) }} as _quarantine_reason
     from source
 )
 

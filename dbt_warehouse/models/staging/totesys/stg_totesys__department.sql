@@ -13,7 +13,9 @@ renamed as (
         _manifest_seq,
         _run_id,
         _source_file,
-        _loaded_at
+        _loaded_at,
+        -- NULL when the version passes every rule; else its dimension keeps the last good one
+        {{ quarantine_reason(required=['department_name']) }} as _quarantine_reason
     from source
 )
 

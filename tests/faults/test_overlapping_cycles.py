@@ -97,3 +97,34 @@ def test_the_cycle_lock_shares_its_key_with_no_other_lock_of_the_project():
                 keys.setdefault(int(value), []).append(f"{path.relative_to(root)}:{name}")
     assert keys[ops.CYCLE_LOCK] == ["totes/ops.py:CYCLE_LOCK"]
     assert {k: v for k, v in keys.items() if len(v) > 1} == {}
+
+
+def test_a_manual_load_never_changes_raw_under_a_running_cycle(isolated):
+    """`totes load` on its own takes the cycle lock: while a cycle holds it, the load refuses
+    with a clear line and loads nothing (raw must not change under that cycle's dbt build);
+    once the cycle ends, the same command loads."""
+    import subprocess
+    import sys
+
+    from ingest.extract import run_extract
+
+    seed(isolated.totesys(), scale=0.01, end=date(2023, 1, 1))
+    assert run_extract(isolated.settings).committed
+    holder = isolated.warehouse()
+    assert ops.try_cycle_lock(holder)
+
+    def totes_load() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "totes.cli", "load"],
+            env=isolated.env(), capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    refused = totes_load()
+    assert refused.returncode == 1, refused.stderr
+    assert f"totes load: {cycle.ANOTHER_CYCLE}: nothing loaded" in refused.stderr
+    assert holder.run("select count(*) from pg_catalog.pg_tables where schemaname = 'raw'") == [[0]]
+
+    holder.close()  # the cycle ends: its session, and with it the lock, is gone
+    loaded = totes_load()
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout.splitlines()[-1])["loaded"] == [1]

@@ -242,3 +242,78 @@ def test_a_new_payment_type_flows_into_the_dimension_and_the_fact_with_a_warning
     ) == [[5]]
     assert run(env.marts, f"select count(*) from {QUARANTINE}") == [[0]]
     assert_marts_equal_source(env)
+
+
+def dim_staff_from_source(conn) -> list[list]:
+    """dim_staff as the source defines it: staff joined to its department ('' when missing)."""
+    return run(
+        conn,
+        "select s.staff_id, s.first_name, s.last_name, coalesce(d.department_name, ''), "
+        "coalesce(d.location, ''), s.email_address from staff as s "
+        "left join department as d using (department_id) order by 1",
+    )
+
+
+def test_a_null_in_a_dimension_attribute_keeps_the_last_good_member_and_the_correction_heals(env):
+    # A source that loosened a constraint: NULLs the warehouse's dimensions do not allow.
+    assert env.cycle().ok
+    env.source.run("alter table staff alter column first_name drop not null")
+    env.source.run("alter table staff alter column last_name drop not null")
+    [[member, first_name]] = run(
+        env.source, "select staff_id, first_name from staff order by staff_id limit 1"
+    )
+    change_source(env.source, "staff", "staff_id", member, "first_name = null")
+    [[newcomer]] = run(
+        env.source,
+        "insert into staff (first_name, last_name, department_id, email_address, created_at, "
+        "last_updated) select 'Nia', null, department_id, 'nia@terrifictotes.com', "
+        "localtimestamp(3), localtimestamp(3) from staff where staff_id = :k returning staff_id",
+        k=member,
+    )
+    [[order]] = run(env.source, "select min(sales_order_id) from sales_order")
+    change_source(env.source, "sales_order", "sales_order_id", order, f"staff_id = {newcomer}")
+
+    first = env.cycle()
+
+    # no freeze: the facts and every other member still arrive in the same cycle
+    assert first.ok, first.describe()
+    assert run(
+        env.marts,
+        "select sales_staff_id from marts.fact_sales_order_current where sales_order_id = :k",
+        k=order,
+    ) == [[newcomer]]
+    # the known member keeps its last good version; the new one is kept with the empty value
+    assert run(
+        env.marts, "select first_name from marts.dim_staff where staff_id = :k", k=member
+    ) == [[first_name]]
+    assert run(
+        env.marts,
+        "select first_name, last_name from marts.dim_staff where staff_id = :k",
+        k=newcomer,
+    ) == [["Nia", ""]]
+    listed = run(
+        env.marts,
+        f"select source_table, source_key, reason, resolved from {QUARANTINE} order by 2",
+    )
+    assert listed == [
+        ["staff", member, "first_name is NULL", False],
+        ["staff", newcomer, "last_name is NULL", False],
+    ]
+    assert first.step("dbt").detail.get("quarantined") == 2
+    [alert] = [a for a in env.alerts() if a.get("alert") == "totes-rows-quarantined"]
+    assert alert["quarantined"] == 2
+
+    # the business fills the names in: the next cycle brings dim_staff back to the source
+    change_source(env.source, "staff", "staff_id", member, f"first_name = '{first_name}'")
+    change_source(env.source, "staff", "staff_id", newcomer, "last_name = 'Okafor'")
+    second = env.cycle()
+    assert second.ok, second.describe()
+    assert run(env.marts, f"select bool_and(resolved) from {QUARANTINE}") == [[True]]
+    assert second.step("dbt").detail.get("quarantined") == 0
+    assert run(
+        env.marts,
+        "select staff_id, first_name, last_name, department_name, location, email_address "
+        "from marts.dim_staff order by 1",
+    ) == dim_staff_from_source(env.source)
+    assert env.alerts() == []
+    assert_marts_equal_source(env)
