@@ -19,7 +19,9 @@ renamed as (
         _source_file,
         _loaded_at,
         -- NULL when the version passes every rule; else its dimension keeps the last good one
-        {{ quarantine_reason(required=['address_line_1', 'city', 'postal_code', 'country', 'phone']) }} as _quarantine_reason
+        {{ quarantine_reason(
+            required=['address_line_1', 'city', 'postal_code', 'country', 'phone']
+        ) }} as _quarantine_reason
     from source
 )
 

@@ -15,7 +15,9 @@ renamed as (
         _source_file,
         _loaded_at,
         -- NULL when the version passes every rule; else its dimension keeps the last good one
-        {{ quarantine_reason(required=['design_name', 'file_location', 'file_name']) }} as _quarantine_reason
+        {{ quarantine_reason(
+            required=['design_name', 'file_location', 'file_name']
+        ) }} as _quarantine_reason
     from source
 )
 

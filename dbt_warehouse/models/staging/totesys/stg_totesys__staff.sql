@@ -16,7 +16,9 @@ renamed as (
         _source_file,
         _loaded_at,
         -- NULL when the version passes every rule; else its dimension keeps the last good one
-        {{ quarantine_reason(required=['first_name', 'last_name', 'email_address']) }} as _quarantine_reason
+        {{ quarantine_reason(
+            required=['first_name', 'last_name', 'email_address']
+        ) }} as _quarantine_reason
     from source
 )
 
