@@ -11,23 +11,47 @@ TOTES := $(BIN)/totes
 CHECK_HOME := $(CURDIR)/.totes/check
 DBT_FLAGS := --project-dir dbt_warehouse --profiles-dir dbt_warehouse
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-export PYTHONDONTWRITEBYTECODE := 1
+# Bytecode goes to one cache inside .venv, never into the checkout (no __pycache__ folders), and
+# is kept: each module is compiled the first time any process imports it, once. The install
+# compiles nothing (most of the 14,000 modules in .venv, aws_cdk's 176 MB above all, are never
+# imported). An inherited PYTHONDONTWRITEBYTECODE would make every dbt and totes process compile
+# its imports again, so it is not passed on.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install demo test lint scan pytest warehouse-check fmt bench docs report synth deploy \
+.PHONY: help install lock demo test lint scan pytest warehouse-check fmt bench docs report synth deploy \
 	lambda-deps dbt-wheels browser-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+# uv installs .venv from uv.lock, exactly: `--locked` fails on a lock that no longer matches
+# pyproject.toml instead of re-resolving, and what the lock does not name is removed. uv is a
+# dev dependency, so the lock names its release too: on a machine with only python3, pip and
+# make, pip puts that release into .venv first. `make lock` re-locks after a dependency change.
+UV := $(BIN)/uv
+export UV_PYTHON_DOWNLOADS := never
+LOCKED_UV = $(PYTHON) -c 'import tomllib; print(next(p["version"] for p in \
+	tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"))'
+
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet "uv==$$($(LOCKED_UV))"
+	$(UV) sync --quiet --locked --extra dev --python $(BIN)/python
 	@touch $(STAMP)
 
-install: $(STAMP) ## create or refresh .venv from pyproject.toml + constraints.txt
+install: $(STAMP) ## create or refresh .venv from uv.lock (uv; bootstrapped with pip)
+
+# constraints.txt holds the lock's pins for pip, which CodeBuild's install, `make lambda-deps`
+# and `make dbt-wheels` use; tests/project/test_lock.py keeps it equal to uv.lock.
+CONSTRAINTS_EXPORT := export --quiet --frozen --extra dev --no-emit-project --no-hashes \
+	--no-annotate --no-header
+lock: $(STAMP) ## re-lock after a change to pyproject.toml's dependencies: uv.lock + constraints.txt
+	$(UV) lock
+	{ echo "# uv.lock's pins for pip, written by \`make lock\` (uv export): edit pyproject.toml."; \
+		$(UV) $(CONSTRAINTS_EXPORT); } > constraints.txt
 
 demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (idempotent)
 	$(TOTES) up
@@ -44,19 +68,20 @@ test: $(STAMP) lint pytest warehouse-check ## everything CI runs
 	@echo "make test: every check passed"
 
 # lint-imports checks the layers in pyproject.toml ([tool.importlinter]); --no-cache: no cache
-# folder left in the checkout (the graph takes under a second to build).
+# folder left in the checkout (the graph takes under a second to build). sqlfluff on every core
+# (`--processes 0`): dbt renders each file in the main process, the workers parse and lint.
 lint: $(STAMP) ## ruff, the import layers (lint-imports), sqlfluff (on a local warehouse), checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	TOTES_HOME=$(CHECK_HOME) $(TOTES) up
 	set -a && eval "$$(TOTES_HOME=$(CHECK_HOME) $(TOTES) env)" && set +a && \
-		cd dbt_warehouse && ../$(BIN)/sqlfluff lint models tests analyses macros
+		cd dbt_warehouse && ../$(BIN)/sqlfluff lint --processes 0 models tests analyses macros
 	@$(MAKE) --no-print-directory scan
 
 # checkov, the security scanner, in a venv of its own: it pins boto3 exactly, to a release the
 # project's awscli, moto and awswrangler cannot use (infra/aws/checkov-requirements.txt says
-# more). Installed once (about 100 packages); a scan of both variants takes about 25 s.
+# more). Installed once by uv from its own lock (about 100 packages).
 CHECKOV_VENV := $(VENV)/tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_REQUIREMENTS := infra/aws/checkov-requirements.txt
@@ -69,9 +94,9 @@ CHECKOV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
 	--framework cloudformation --skip-download --quiet --compact
 
 $(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) $(CHECKOV_LOCK) | $(STAMP)
-	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c $(CHECKOV_LOCK) -r $(CHECKOV_REQUIREMENTS)
+	@test -x $(CHECKOV_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python --exact \
+		-c $(CHECKOV_LOCK) -r $(CHECKOV_REQUIREMENTS)
 	@touch $@
 
 # Every variant of infra/aws/variants.py (default; private, in a VPC) synthesised offline into
@@ -85,8 +110,10 @@ scan: $(STAMP) $(CHECKOV_STAMP) ## checkov on every synthesised variant of the A
 		$(CHECKOV) -f "$$template" || exit 1; \
 	done
 
+# PYTEST_ARGS: more options, e.g. PYTEST_ARGS=--durations=30 for the slowest tests.
+PYTEST_ARGS ?=
 pytest: $(STAMP) browser-deps ## pytest suites (real PostgreSQL + moto, CDK assertions, cfn-lint)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # A full cycle on a seeded warehouse of its own, then dbt build and source freshness again
 # exactly as a data engineer (or the CodeBuild job) runs them; the stack is purged after.
