@@ -29,6 +29,10 @@ help: ## list the targets
 # pyproject.toml instead of re-resolving, and what the lock does not name is removed. uv is a
 # dev dependency, so the lock names its release too: on a machine with only python3, pip and
 # make, pip puts that release into .venv first. `make lock` re-locks after a dependency change.
+# aws-cdk-lib and its dependency aws-cdk.cloud-assembly-schema both ship
+# aws_cdk/cloud_assembly_schema/__init__.py; pip installs dependencies first, so aws-cdk-lib's
+# copy wins, which the CDK's jsii types need. uv installs in no set order, so aws-cdk-lib is
+# installed again after the sync (tests/project/test_lock.py checks which copy is there).
 UV := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 LOCKED_UV = $(PYTHON) -c 'import tomllib; print(next(p["version"] for p in \
@@ -40,6 +44,8 @@ $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/python -m pip install --quiet "uv==$$($(LOCKED_UV))"
 	$(UV) sync --quiet --locked --extra dev --python $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --reinstall-package aws-cdk-lib \
+		-c constraints.txt aws-cdk-lib
 	@touch $(STAMP)
 
 install: $(STAMP) ## create or refresh .venv from uv.lock (uv; bootstrapped with pip)

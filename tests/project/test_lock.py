@@ -4,6 +4,8 @@ the Makefile bootstraps exactly the uv release the lock names."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import subprocess
 import sys
@@ -46,3 +48,14 @@ def test_the_pins_that_matter_hold_in_the_lock():
     assert major_minor["pyarrow"] < (26, 0)
     assert major_minor["pytest"] < (9, 2)
     assert versions["awswrangler"] == "3.17.1"
+
+
+def test_aws_cdk_lib_owns_the_cloud_assembly_schema_module_both_packages_ship():
+    # Without it, jsii cannot resolve aws-cdk-lib's MetadataEntry (`Annotations` fails).
+    [record] = Path(sys.prefix).glob("lib/python*/site-packages/aws_cdk_lib-*.dist-info/RECORD")
+    module = "aws_cdk/cloud_assembly_schema/__init__.py"
+    [line] = [ln for ln in record.read_text().splitlines() if ln.startswith(module + ",")]
+    digest = base64.urlsafe_b64encode(
+        hashlib.sha256((record.parents[1] / module).read_bytes()).digest()
+    ).rstrip(b"=")
+    assert line.split(",")[1] == "sha256=" + digest.decode(), "run `make install` again"
