@@ -156,9 +156,11 @@ def cycle_table(result: CycleResult) -> None:
         table.add_column(column, justify="right" if column in {"rows", "files"} else "left")
     for o in result.steps:
         style = {"failed": "red", "not run": "dim"}.get(o.status, "green")
+        # A dbt step that found nothing changed since a build built nothing (totes/cycle.py).
+        label = "unchanged" if (o.detail or {}).get("unchanged_since") else o.status
         table.add_row(
             o.step,
-            f"[{style}]{o.status}[/]",
+            f"[{style}]{label}[/]",
             *(_num(v) for v in (o.rows, o.files, o.models, o.tests)),
             f"{o.duration_s:.1f}",
             (o.error or "")[:200],

@@ -176,23 +176,46 @@ def run_build(
     if saved_parse and saved_parse.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(saved_parse, target / PARTIAL_PARSE)
-    common = [
-        "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
-        "--target-path", str(target), "--log-path", str(logs),
-    ]  # fmt: skip
+    common = _locations(project_dir, target, logs)
     env = dbt_env(settings)
     code = runner(["build", *common], env, logs / "build.out")
     result = parse_run_results(target / "run_results.json", target)
     if code != 0 or result.failures:
         detail = ", ".join(result.failures) or _tail(logs / "build.out")
         raise DbtBuildError(f"dbt build failed (exit {code}): {detail}")
-    if not docs:
-        return result
-    code = runner(["docs", "generate", "--no-compile", *common], env, logs / "docs.out")
+    return (
+        generate_docs(settings, work_dir, result, runner=runner, project_dir=project_dir)
+        if docs
+        else result
+    )
+
+
+def generate_docs(
+    settings: Settings,
+    work_dir: Path,
+    built: DbtBuildResult,
+    *,
+    runner: DbtRunner = subprocess_runner,
+    project_dir: Path = PROJECT_DIR,
+) -> DbtBuildResult:
+    """`dbt docs generate` into the target of the build in `work_dir` (its manifest is reused:
+    `--no-compile`); the result with the site's files (a docs failure is an error too)."""
+    target, logs = work_dir / "target", work_dir / "logs"
+    common = _locations(project_dir, target, logs)
+    code = runner(
+        ["docs", "generate", "--no-compile", *common], dbt_env(settings), logs / "docs.out"
+    )
     if code != 0:
         raise DbtBuildError(f"dbt docs generate failed (exit {code}): {_tail(logs / 'docs.out')}")
     found = {name: target / name for name in DOCS_FILES if (target / name).exists()}
-    return replace(result, docs=found)
+    return replace(built, docs=found)
+
+
+def _locations(project_dir: Path, target: Path, logs: Path) -> list[str]:
+    return [
+        "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+        "--target-path", str(target), "--log-path", str(logs),
+    ]  # fmt: skip
 
 
 def parse_run_results(path: Path, target_dir: Path) -> DbtBuildResult:

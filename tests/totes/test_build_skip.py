@@ -1,0 +1,150 @@
+"""A cycle builds, tests and uploads only what can have changed: with nothing new loaded since the
+newest successful build, the dbt step runs no dbt at all; the docs site is uploaded only when
+the project or the warehouse's columns changed. Anything that could make a build differ (a new
+manifest, a relation dropped by hand, a build that failed, a changed project) builds again."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from infra.local.totesys import seed, simulate
+from totes import build_record, cycle, dbt_build
+
+pytestmark = pytest.mark.slow
+
+
+def seeded(isolated) -> None:
+    conn = isolated.totesys()
+    try:
+        seed(conn, scale=0.02, seed=3, end=date(2024, 11, 1))
+    finally:
+        conn.close()
+
+
+def processed_objects(isolated) -> dict[str, str]:
+    s3, bucket = isolated.s3(), isolated.settings.processed_bucket
+    return {
+        obj["Key"]: obj["ETag"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for obj in page.get("Contents", [])
+    }
+
+
+def marts_rows(isolated) -> dict[str, int]:
+    conn = isolated.warehouse()
+    try:
+        tables = conn.run(
+            "select table_name from information_schema.tables where table_schema = 'marts' "
+            "and table_type = 'BASE TABLE' order by 1"
+        )
+        return {t: conn.run(f'select count(*) from marts."{t}"')[0][0] for [t] in tables}
+    finally:
+        conn.close()
+
+
+def dbt_ran(result: cycle.CycleResult) -> bool:
+    step = result.step("dbt")
+    assert step.status == "succeeded", result.describe()
+    return "unchanged_since" not in step.detail and bool(step.models)
+
+
+def test_nothing_new_builds_nothing_and_uploads_nothing_and_new_rows_build_without_new_docs(
+    isolated, tmp_path
+):
+    seeded(isolated)
+    runs = tmp_path / "runs"
+    first = cycle.run_cycle(isolated.settings, work_dir=runs)
+    assert first.ok and dbt_ran(first), first.describe()
+    docs = {k for k in processed_objects(isolated) if k.startswith("docs/")}
+    assert docs, "the first cycle publishes the docs site"
+    lake, rows = processed_objects(isolated), marts_rows(isolated)
+
+    idle = cycle.run_cycle(isolated.settings, work_dir=runs)
+
+    assert idle.ok, idle.describe()
+    dbt = idle.step("dbt")
+    assert (dbt.models, dbt.tests, dbt.detail["unchanged_since"]) == (0, 0, first.run_id)
+    assert not (runs / idle.run_id / "dbt").exists(), "no dbt process was started"
+    assert processed_objects(isolated) == lake, "nothing uploaded, docs included"
+    assert marts_rows(isolated) == rows
+
+    conn = isolated.totesys()
+    try:
+        simulate(conn, orders=5, purchases=2, updates=2, payments_paid=2, seed=4)
+    finally:
+        conn.close()
+    changed = cycle.run_cycle(isolated.settings, work_dir=runs)
+
+    assert changed.ok and dbt_ran(changed), changed.describe()
+    assert marts_rows(isolated)["fact_sales_order"] > rows["fact_sales_order"]
+    after = {k for k in processed_objects(isolated) if k.startswith("docs/")}
+    assert after == docs, "same project, same columns: the published site still holds"
+    assert changed.step("publish").detail["docs"] == 0
+
+
+def test_a_relation_dropped_by_hand_is_built_again_by_the_next_cycle(isolated, tmp_path):
+    seeded(isolated)
+    runs = tmp_path / "runs"
+    assert cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False).ok
+    conn = isolated.warehouse()
+    try:
+        conn.run("drop view marts.fact_sales_order_current")
+
+        again = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+
+        assert again.ok and dbt_ran(again), again.describe()
+        assert conn.run("select to_regclass('marts.fact_sales_order_current') is not null") == [
+            [True]
+        ]
+    finally:
+        conn.close()
+
+
+def test_a_build_that_failed_is_run_again_though_nothing_new_arrived(isolated, tmp_path):
+    seeded(isolated)
+    runs = tmp_path / "runs"
+    assert cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False).ok
+    conn = isolated.totesys()
+    try:
+        simulate(conn, orders=3, purchases=1, updates=1, payments_paid=1, seed=5)
+    finally:
+        conn.close()
+
+    def broken(args, env, log_file: Path) -> int:  # dbt ran and failed: no results, exit 2
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text("Encountered an error: the warehouse went away\n")
+        return 2
+
+    failed = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False, dbt_runner=broken)
+    assert failed.failed_step == "dbt", failed.describe()
+
+    healed = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+
+    assert healed.ok and dbt_ran(healed), healed.describe()
+    assert healed.step("load").rows == 0, "the new rows were loaded by the failed cycle"
+    nothing = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    assert nothing.step("dbt").detail["unchanged_since"] == healed.run_id
+
+
+def test_the_project_digest_follows_every_project_file_and_nothing_dbt_writes(tmp_path):
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "m.sql").write_text("select 1")
+    (project / "dbt_project.yml").write_text("name: p\n")
+    before = build_record.project_digest(project)
+
+    for written in ("target/manifest.json", "logs/dbt.log", ".user.yml"):
+        (project / written).parent.mkdir(parents=True, exist_ok=True)
+        (project / written).write_text("anything")
+    assert build_record.project_digest(project) == before
+
+    (project / "models" / "m.sql").write_text("select 2")
+    assert build_record.project_digest(project) != before
+    (project / "models" / "m.sql").write_text("select 1")
+    (project / "macros").mkdir()
+    (project / "macros" / "x.sql").write_text("{% macro x() %}{% endmacro %}")
+    assert build_record.project_digest(project) != before
+    assert build_record.project_digest(dbt_build.PROJECT_DIR) != before

@@ -1,0 +1,183 @@
+"""`ops.dbt_builds`: what each successful cycle build was made from, so a cycle can tell that a
+build would change nothing and skip it, and that the docs site would be the same and not upload
+it again.
+
+A build's marts are a function of three things, each fingerprinted here:
+
+- the project: every file of the dbt project (models, macros, seeds, YAML) and the dbt-core and
+  dbt-postgres versions (`project_digest`);
+- its inputs: the load ledger, `raw._manifest_ledger`, to which the loader only ever adds one
+  row per manifest (loaded or skipped), each in the transaction that changes raw: the count,
+  newest `seq` and newest `loaded_at` of the manifests that brought rows change with every load
+  that changed raw (`inputs_digest`); a schema change the loader makes re-creates dbt's
+  views over raw, which the relations below show;
+- the warehouse's relations as the build left them: the oid of every table and view in the
+  schemas dbt writes. A relation dropped or re-created by hand (or by a `dbt build` run outside
+  the cycle) changes it, so the next cycle builds again (`relations_digest`).
+
+No model reads the clock (dim_date is a fixed calendar), so a build over the same three is the
+same build: the cycle skips dbt when all three equal those of the newest successful build
+(`unchanged_since`). The docs site (`dbt docs generate`) shows the project and the columns of
+the relations, so it is published again only when the project or those columns differ from
+the site last published (`docs_digest`, `docs_published_with`).
+
+Written by the local cycle (`totes/cycle.py`), one row per successful build, never by dbt. The
+CodeBuild job in AWS builds on every cycle and does not use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import pg8000.native
+
+from runtime.db import run_ddl_once
+
+_DDL_LOCK = 7_412_014  # pg_advisory_xact_lock key for the DDL below (see totes/ops.py)
+# What dbt writes and the loader owns: the schemas whose relations a build depends on.
+DBT_SCHEMAS = ("staging", "intermediate", "marts", "quarantine")
+SOURCE_SCHEMAS = ("raw",)
+_IGNORED_PARTS = frozenset({"target", "logs", "dbt_packages", "__pycache__"})
+
+_DDL = (
+    "create schema if not exists ops",
+    """
+    create table if not exists ops.dbt_builds (
+        run_id text primary key,
+        built_at timestamptz not null default clock_timestamp(),
+        project text not null,
+        inputs text not null,
+        relations text not null,
+        docs text not null,
+        docs_published boolean not null default false
+    )
+    """,
+    "create index if not exists dbt_builds_built_at on ops.dbt_builds (built_at desc)",
+)
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """The fingerprints of one build: what `unchanged_since` compares."""
+
+    project: str
+    inputs: str
+    relations: str
+    docs: str
+
+
+def project_digest(project_dir: Path) -> str:
+    """sha256 over every file of the dbt project (path and content, in path order) and the dbt
+    versions that compile it; dbt's own output folders and hidden files are not the project."""
+    digest = hashlib.sha256()
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if not path.is_file() or _IGNORED_PARTS & set(relative.parts):
+            continue
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(f"dbt-core {version('dbt-core')} dbt-postgres {version('dbt-postgres')}".encode())
+    return digest.hexdigest()
+
+
+def inputs_digest(conn: pg8000.native.Connection) -> str:
+    """The load ledger's count, newest seq and newest load time ('none' before any load)."""
+    if not conn.run("select to_regclass('raw._manifest_ledger') is not null")[0][0]:
+        return "none"
+    # A manifest that brought no rows (every idle cycle commits one) or was skipped by the
+    # operator changes no raw row, and no model reads the ledger itself.
+    [[count, seq, loaded_at]] = conn.run(
+        "select count(*), max(seq), max(loaded_at)::text from raw._manifest_ledger "
+        "where status = 'loaded' and rows > 0"
+    )
+    return f"{count}:{seq}:{loaded_at}"
+
+
+def relations_digest(conn: pg8000.native.Connection) -> str:
+    """md5 over (schema, name, oid) of every table and view in the schemas dbt builds."""
+    [[found]] = conn.run(
+        "select coalesce(md5(string_agg(n.nspname || '.' || c.relname || ':' || c.oid::text, "
+        "',' order by n.nspname, c.relname)), 'none') "
+        "from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = any(:schemas) and c.relkind in ('r', 'v', 'm', 'p')",
+        schemas=list(DBT_SCHEMAS),
+    )
+    return str(found)
+
+
+def docs_digest(conn: pg8000.native.Connection, project: str) -> str:
+    """What the docs site shows: the project, and every column (name, type, position) of the
+    relations in the schemas dbt builds and reads."""
+    [[columns]] = conn.run(
+        "select coalesce(md5(string_agg(concat_ws(':', table_schema, table_name, column_name, "
+        "ordinal_position::text, data_type, character_maximum_length::text, "
+        "numeric_precision::text, numeric_scale::text), ',' "
+        "order by table_schema, table_name, ordinal_position)), 'none') "
+        "from information_schema.columns where table_schema = any(:schemas)",
+        schemas=[*DBT_SCHEMAS, *SOURCE_SCHEMAS],
+    )
+    return hashlib.sha256(f"{project}:{columns}".encode()).hexdigest()
+
+
+def current_inputs(conn: pg8000.native.Connection, project_dir: Path) -> BuildState:
+    """The fingerprints as the warehouse stands now (`docs` is left empty: it is taken after a
+    build, when the relations hold their new columns)."""
+    return BuildState(project_digest(project_dir), inputs_digest(conn), relations_digest(conn), "")
+
+
+def unchanged_since(conn: pg8000.native.Connection, state: BuildState) -> str | None:
+    """The run id of the newest successful build made from exactly `state`'s project, inputs and
+    relations, if that is the newest successful build; else None (a build is needed)."""
+    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
+        return None
+    rows = conn.run(
+        "select run_id, project, inputs, relations from ops.dbt_builds "
+        "order by built_at desc limit 1"
+    )
+    if not rows:
+        return None
+    [[run_id, project, inputs, relations]] = rows
+    same = (project, inputs, relations) == (state.project, state.inputs, state.relations)
+    return str(run_id) if same else None
+
+
+def docs_published_with(conn: pg8000.native.Connection, docs: str) -> str | None:
+    """The run id whose published docs site was built from `docs` (a docs fingerprint), if the
+    newest published site was; else None (the site must be generated and published)."""
+    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
+        return None
+    rows = conn.run(
+        "select run_id, docs from ops.dbt_builds where docs_published "
+        "order by built_at desc limit 1"
+    )
+    if rows and rows[0][1] == docs:
+        return str(rows[0][0])
+    return None
+
+
+def record_build(conn: pg8000.native.Connection, run_id: str, state: BuildState) -> None:
+    """Remember a successful build; `state.relations` and `state.docs` as the build left them."""
+    run_ddl_once(conn, _DDL_LOCK, _DDL)
+    conn.run(
+        "insert into ops.dbt_builds (run_id, project, inputs, relations, docs) "
+        "values (:run_id, :project, :inputs, :relations, :docs) "
+        "on conflict (run_id) do update set built_at = clock_timestamp(), "
+        "project = excluded.project, inputs = excluded.inputs, "
+        "relations = excluded.relations, docs = excluded.docs, docs_published = false",
+        run_id=run_id,
+        project=state.project,
+        inputs=state.inputs,
+        relations=state.relations,
+        docs=state.docs,
+    )
+
+
+def record_docs_published(conn: pg8000.native.Connection, run_id: str) -> None:
+    """The publish step uploaded the docs site of `run_id`'s build."""
+    conn.run(
+        "update ops.dbt_builds set docs_published = true where run_id = :run_id", run_id=run_id
+    )
