@@ -1,5 +1,6 @@
 """Shared fixtures: one real local stack per test session (per xdist worker), and per-test
-isolation by fresh databases and buckets on it. Nothing here is mocked."""
+isolation by fresh databases and buckets on it, empty (`isolated`) or holding a copy of a state
+the worker prepared once (`from_template`, tests/support/templates.py). Nothing here is mocked."""
 
 from __future__ import annotations
 
@@ -9,16 +10,40 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
+from support.templates import (
+    Template,
+    Templates,
+    copy_bucket,
+    copy_databases,
+    copy_work_dir,
+    freeze,
+)
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION, LocalStack
 from runtime import db
 from runtime.config import Settings
+
+# Bytecode as `make` keeps it (Makefile: PYTHONPYCACHEPREFIX): one cache in the venv, written
+# once, never in the checkout. uv installs no bytecode, so a run started by hand with
+# PYTHONDONTWRITEBYTECODE would otherwise compile dbt's and the AWS SDK's imports in every
+# subprocess, every time.
+if not os.environ.get("PYTHONPYCACHEPREFIX"):
+    os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix = str(Path(sys.prefix) / "pycache")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (the order is otherwise kept): `--dist loadgroup` hands work to the
+    workers in this order, so the long tests start at once and the many short ones fill the end,
+    instead of one worker running a long module alone while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @dataclass
@@ -122,14 +147,18 @@ def dbt_parse_cache(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory)
     return saved
 
 
-@pytest.fixture
-def isolated(stack: LocalStack, dbt_parse_cache: Path | None) -> Iterator[Isolated]:
-    """Fresh empty totesys and warehouse databases and buckets for one test."""
+def _admin(stack: LocalStack) -> db.pg8000.native.Connection:
+    return db.connect(
+        f"postgresql://{PG_SUPERUSER}@/postgres?host={stack.socket_dir}&port={PG_PORT}"
+    )
+
+
+def _fresh_isolation(stack: LocalStack, admin: db.pg8000.native.Connection) -> Isolated:
+    """The worker's pair of databases dropped and created empty, and two new buckets."""
     env = stack.env()
     tag = uuid.uuid4().hex[:10]
     sock = str(stack.socket_dir)
     names = DATABASES
-    admin = db.connect(f"postgresql://{PG_SUPERUSER}@/postgres?host={sock}&port={PG_PORT}")
     for name in names:
         admin.run(f"drop database if exists {db.quote_ident(name)} with (force)")
         admin.run(f"create database {db.quote_ident(name)}")
@@ -145,10 +174,72 @@ def isolated(stack: LocalStack, dbt_parse_cache: Path | None) -> Iterator[Isolat
     s3 = settings.client("s3")
     for bucket in (settings.ingestion_bucket, settings.processed_bucket):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    yield Isolated(settings, names[0], names[1], sock)
-    for name in names:
+    return Isolated(settings, names[0], names[1], sock)
+
+
+@pytest.fixture
+def isolated(stack: LocalStack, dbt_parse_cache: Path | None) -> Iterator[Isolated]:
+    """Fresh empty totesys and warehouse databases and buckets for one test."""
+    admin = _admin(stack)
+    yield _fresh_isolation(stack, admin)
+    for name in DATABASES:
         admin.run(f"drop database if exists {db.quote_ident(name)} with (force)")
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def templates(
+    stack: LocalStack, dbt_parse_cache: Path | None, tmp_path_factory: pytest.TempPathFactory
+) -> Templates:
+    """The worker's prepared states (tests/support/templates.py), each built on first use."""
+
+    def build(name: str, builder: Callable[[Isolated, Path], None]) -> Template:
+        admin = _admin(stack)
+        try:
+            built = _fresh_isolation(stack, admin)
+            work_dir = tmp_path_factory.mktemp(f"template-{name}") / "runs"
+            builder(built, work_dir)
+            databases = freeze(admin, name, list(DATABASES))
+        finally:
+            admin.close()
+        buckets = (
+            (built.settings.ingestion_bucket, "ingestion"),
+            (built.settings.processed_bucket, "processed"),
+        )
+        return Template(name, databases, buckets, work_dir)
+
+    return Templates(build)
+
+
+@pytest.fixture
+def from_template(
+    isolated: Isolated, templates: Templates, stack: LocalStack
+) -> Callable[..., Isolated]:
+    """`from_template(name, builder, work_dir=None)`: this test's isolation holding a copy of
+    what `builder(isolated, work_dir)` built once for the worker (its databases, both buckets'
+    objects, and the work folder into `work_dir`). Call it before opening any connection."""
+
+    def restore(
+        name: str, builder: Callable[[Isolated, Path], None], work_dir: Path | None = None
+    ) -> Isolated:
+        template = templates.get(name, builder)
+        admin = _admin(stack)
+        try:
+            copy_databases(admin, template)
+        finally:
+            admin.close()
+        s3 = isolated.s3()
+        targets = {
+            "ingestion": isolated.settings.ingestion_bucket,
+            "processed": isolated.settings.processed_bucket,
+        }
+        for bucket, role in template.buckets:
+            copy_bucket(s3, bucket, targets[role])
+        if work_dir is not None:
+            copy_work_dir(template, work_dir)
+        return isolated
+
+    return restore
 
 
 @pytest.fixture

@@ -9,15 +9,16 @@ Everything runs whole cycles (`totes.cycle.run_cycle`) on the real local stack.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
+from support.cycles import alerts
 
 from infra.local.totesys import seed
 from totes import cycle
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: the tests that start after a first cycle share its template.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="faults-quarantine")]
 
 FACTS = {  # fact → (source table, key, record id)
     "fact_sales_order": ("sales_order", "sales_order_id", "sales_record_id"),
@@ -31,25 +32,27 @@ def run(conn, sql: str, **params) -> list[list]:
     return conn.run(sql, **params)
 
 
-def alerts(isolated, queue_url: str) -> list[dict]:
-    """Alerts delivered to the topic (read through its SQS subscription), consumed."""
-    sqs = isolated.settings.client("sqs")
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
-    ).get("Messages", [])
-    for message in received:
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    envelopes = [json.loads(m["Body"]) for m in received]
-    return [{"subject": e.get("Subject"), **json.loads(e["Message"])} for e in envelopes]
+def seed_the_source(isolated) -> None:
+    totesys = isolated.totesys()
+    try:
+        seed(totesys, scale=0.05, end=date(2024, 11, 1))
+    finally:
+        totesys.close()
 
 
-@pytest.fixture
-def env(isolated, sns_queue, tmp_path):
-    """A seeded totesys, its warehouse, alerts to a fresh topic; yields a small helper."""
+def seeded_and_first_cycle(isolated, work_dir) -> None:
+    """The beginning most tests here share, built once per worker (tests/support/templates.py):
+    a seeded totesys and a first clean cycle."""
+    seed_the_source(isolated)
+    first = cycle.run_cycle(isolated.settings, work_dir=work_dir, dbt_docs=False)
+    assert first.ok, first.describe()
+
+
+def helper(isolated, sns_queue, tmp_path):
+    """Connections to both databases, cycles with alerts to a fresh topic, and those alerts."""
     topic, queue_url = sns_queue
     settings = isolated.settings.with_(alert_topic_arn=topic)
     totesys, warehouse = isolated.totesys(), isolated.warehouse()
-    seed(totesys, scale=0.05, end=date(2024, 11, 1))
 
     class Env:
         source = totesys
@@ -63,9 +66,30 @@ def env(isolated, sns_queue, tmp_path):
         def alerts() -> list[dict]:
             return alerts(isolated, queue_url)
 
-    yield Env
-    totesys.close()
-    warehouse.close()
+        @staticmethod
+        def close() -> None:
+            totesys.close()
+            warehouse.close()
+
+    return Env
+
+
+@pytest.fixture
+def env(isolated, sns_queue, tmp_path):
+    """A seeded totesys, its empty warehouse, alerts to a fresh topic; yields a small helper."""
+    seed_the_source(isolated)
+    env = helper(isolated, sns_queue, tmp_path)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def cycled(from_template, sns_queue, tmp_path):
+    """As `env`, after a first clean cycle (`seeded_and_first_cycle`, from the worker's copy)."""
+    isolated = from_template("quarantine", seeded_and_first_cycle, tmp_path / "runs")
+    env = helper(isolated, sns_queue, tmp_path)
+    yield env
+    env.close()
 
 
 def change_source(conn, table: str, key: str, key_value: int, assignment: str) -> None:
@@ -186,8 +210,8 @@ def test_a_bad_date_is_quarantined_not_a_freeze_and_the_correction_resolves_it(e
     assert_marts_equal_source(env)
 
 
-def test_a_negative_quantity_is_quarantined_with_its_reason(env):
-    assert env.cycle().ok
+def test_a_negative_quantity_is_quarantined_with_its_reason(cycled):
+    env = cycled
     [[order]] = run(env.source, "select max(sales_order_id) from sales_order")
     [[before]] = run(
         env.marts,
@@ -218,8 +242,8 @@ def test_a_negative_quantity_is_quarantined_with_its_reason(env):
     assert alert["quarantined"] == 1
 
 
-def test_a_new_payment_type_flows_into_the_dimension_and_the_fact_with_a_warning(env):
-    assert env.cycle().ok
+def test_a_new_payment_type_flows_into_the_dimension_and_the_fact_with_a_warning(cycled):
+    env = cycled
     env.source.run("""alter type "PaymentTypeName" add value 'CRYPTO'""")
     env.source.run(
         "insert into payment_type (payment_type_id, payment_type_name, created_at, last_updated) "
@@ -254,9 +278,11 @@ def dim_staff_from_source(conn) -> list[list]:
     )
 
 
-def test_a_null_in_a_dimension_attribute_keeps_the_last_good_member_and_the_correction_heals(env):
+def test_a_null_in_a_dimension_attribute_keeps_the_last_good_member_and_the_correction_heals(
+    cycled,
+):
     # A source that loosened a constraint: NULLs the warehouse's dimensions do not allow.
-    assert env.cycle().ok
+    env = cycled
     env.source.run("alter table staff alter column first_name drop not null")
     env.source.run("alter table staff alter column last_name drop not null")
     [[member, first_name]] = run(

@@ -4,10 +4,12 @@ through the cycle) a watermark ahead of the source clock or one that went backwa
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from support.cycles import alerts
 from support.extract_lake import OPTIONS, data_keys, lake, settle
 
 from infra.local.totesys.schema import PRIMARY_KEYS, TOTESYS_TABLES
@@ -230,9 +232,6 @@ def _assert_the_cycle_alerts(isolated, sns_queue, words: str) -> None:
     before = data_keys(*lake(isolated))
     failed = cycle.run_cycle(settings, steps=extract_only, dbt_docs=False)
     assert failed.failed_step == "extract" and words in (failed.error or "")
-    sqs = settings.client("sqs")
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
-    ).get("Messages", [])
-    assert len(received) == 1 and words in received[0]["Body"]
+    [alert] = alerts(isolated, queue_url)
+    assert words in json.dumps(alert)
     assert data_keys(*lake(isolated)) == before

@@ -21,7 +21,8 @@ from infra.local.totesys import seed, simulate
 from lambda_loader.load import run_load
 from totes import console, cycle, status
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: two of its tests start from the same first cycle (template).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="faults-widening")]
 
 
 # The marts are dbt's; the lake copy (publish) is not what these tests are about.
@@ -32,14 +33,21 @@ def _cycle(settings, tmp_path) -> cycle.CycleResult:
     return cycle.run_cycle(settings, steps=STEPS, work_dir=tmp_path / "runs", dbt_docs=False)
 
 
-def _seeded_and_built(isolated, tmp_path) -> None:
+def _seeded_and_built(isolated, work_dir) -> None:
+    """The tests' shared beginning, built once per worker (tests/support/templates.py)."""
     conn = isolated.totesys()
     try:
         seed(conn, scale=0.02, seed=5, end=date(2024, 11, 1))
     finally:
         conn.close()
-    first = _cycle(isolated.settings, tmp_path)
+    first = cycle.run_cycle(isolated.settings, steps=STEPS, work_dir=work_dir, dbt_docs=False)
     assert first.ok, first.describe()
+
+
+@pytest.fixture
+def built(from_template, tmp_path):
+    """A seeded totesys after a first cycle (`_seeded_and_built`), copied for this test."""
+    return from_template("widening", _seeded_and_built, tmp_path / "runs")
 
 
 def _type_of(conn, schema: str, table: str, column: str) -> str:
@@ -76,10 +84,8 @@ def _assert_sales_marts_match_the_source(isolated) -> None:
         warehouse.close()
 
 
-def test_a_source_column_widened_under_the_staging_views_reaches_raw_and_the_marts(
-    isolated, tmp_path
-):
-    _seeded_and_built(isolated, tmp_path)
+def test_a_source_column_widened_under_the_staging_views_reaches_raw_and_the_marts(built, tmp_path):
+    isolated = built
     conn = isolated.totesys()
     try:
         conn.run(
@@ -207,12 +213,12 @@ def test_views_over_a_widened_raw_column_keep_their_definition_owner_grants_and_
 
 
 def test_a_change_raw_cannot_take_stops_once_with_an_alert_and_resumes_after_a_skip(
-    isolated, sns_queue, tmp_path
+    built, sns_queue, tmp_path
 ):
+    isolated = built
     topic, queue_url = sns_queue
     settings = isolated.settings.with_(alert_topic_arn=topic)
-    _seeded_and_built(isolated, tmp_path)
-    alerts(isolated, queue_url)  # nothing from the first cycle is asserted on
+    # The queue is new: the first cycle (the template's) alerted nothing to it.
     conn = isolated.totesys()
     try:
         conn.run(

@@ -21,7 +21,8 @@ from publish import glue, ledger, marts, publish
 from runtime import pg_arrow
 from totes import dbt_build
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: every test starts from the same built marts (a template).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="publish-lake")]
 SEED_END = date(2024, 11, 1)
 
 
@@ -46,6 +47,18 @@ def seeded(isolated) -> None:
         seed(conn, scale=0.05, end=SEED_END)
     finally:
         conn.close()
+
+
+def seeded_and_built(isolated, work_dir: Path) -> None:
+    """The beginning every test here shares, built once per worker (tests/support/templates.py):
+    a seeded totesys, its rows in raw, the marts built from them."""
+    seeded(isolated)
+    build_marts(isolated, work_dir)
+
+
+@pytest.fixture
+def built(from_template):
+    return from_template("publish", seeded_and_built)
 
 
 def versioned(isolated) -> None:
@@ -97,10 +110,9 @@ def mart_rows(isolated, table: str) -> list[dict]:
         conn.close()
 
 
-def test_each_fact_row_is_published_once_and_changed_members_again(isolated, tmp_path):
-    seeded(isolated)
+def test_each_fact_row_is_published_once_and_changed_members_again(built, tmp_path):
+    isolated = built  # seeded, marts built (the first build)
     versioned(isolated)
-    build_marts(isolated, tmp_path / "build1")
     first = publish.publish(isolated.settings, run_id="run-1")
 
     conn = isolated.totesys()
@@ -138,9 +150,8 @@ def test_each_fact_row_is_published_once_and_changed_members_again(isolated, tmp
     }
 
 
-def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tmp_path):
-    seeded(isolated)
-    build_marts(isolated, tmp_path / "build")
+def test_every_mart_table_is_registered_in_glue_with_its_partitions(built):
+    isolated = built  # seeded, marts built
     database = f"marts_{uuid.uuid4().hex[:10]}"  # the Glue catalog outlives the test
     settings = isolated.settings.with_(glue_database=database)
     today = date(2026, 1, 2)
@@ -161,10 +172,9 @@ def test_every_mart_table_is_registered_in_glue_with_its_partitions(isolated, tm
     assert partitions["Partitions"][0]["StorageDescriptor"]["Location"].endswith("/2026/01/02/")
 
 
-def test_a_publish_that_crashes_after_uploading_finishes_without_duplicates(isolated, tmp_path):
-    seeded(isolated)
+def test_a_publish_that_crashes_after_uploading_finishes_without_duplicates(built):
+    isolated = built  # seeded, marts built
     versioned(isolated)
-    build_marts(isolated, tmp_path / "build")
 
     def crash_on(table: str):
         def hook(file: publish.PublishedFile) -> None:

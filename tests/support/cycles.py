@@ -78,15 +78,22 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return living
 
 
+# moto's SNS delivers to a subscribed queue inside Publish, so an alert sent before the call is
+# already in the queue: a short wait suffices, and a read expecting none costs only this.
+ALERT_WAIT_S = 1
+
+
 def alerts(isolated: Any, queue_url: str) -> list[dict]:
-    """Alerts delivered to the SNS topic, read (and consumed) through its SQS subscription."""
+    """Alerts delivered to the SNS topic, read (and consumed) through its SQS subscription: each
+    message's JSON with its `subject`."""
     sqs = isolated.settings.client("sqs")
     received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=ALERT_WAIT_S
     ).get("Messages", [])
-    for message in received:
+    for message in received:  # consumed: a later read sees only newer alerts
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return [json.loads(json.loads(m["Body"])["Message"]) for m in received]
+    envelopes = [json.loads(m["Body"]) for m in received]
+    return [{"subject": e.get("Subject"), **json.loads(e["Message"])} for e in envelopes]
 
 
 def hold_raw_tables(conn: Any) -> None:

@@ -11,6 +11,7 @@ from datetime import date
 
 import pytest
 from rich.console import Console
+from support.cycles import alerts
 
 from infra.local.totesys import seed, simulate
 from runtime.config import Settings
@@ -51,18 +52,6 @@ def lake_objects(isolated, prefix: str = "") -> dict[str, str]:
         for obj in page.get("Contents", []):
             found[obj["Key"]] = obj["ETag"]
     return found
-
-
-def alerts(isolated, queue_url: str) -> list[dict]:
-    """Alerts delivered to the SNS topic, read back through its SQS subscription."""
-    sqs = isolated.settings.client("sqs")
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
-    ).get("Messages", [])
-    for message in received:  # consumed: a later read sees only newer alerts
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    envelopes = [json.loads(m["Body"]) for m in received]
-    return [{"subject": e.get("Subject"), **json.loads(e["Message"])} for e in envelopes]
 
 
 def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothing(
