@@ -19,7 +19,9 @@ No model reads the clock (dim_date is a fixed calendar), so a build over the sam
 same build: the cycle skips dbt when all three equal those of the newest successful build
 (`unchanged_since`). The docs site (`dbt docs generate`) shows the project and the columns of
 the relations, so it is published again only when the project or those columns differ from
-the site last published (`docs_digest`, `docs_published_with`).
+the site last published (`docs_digest`, `docs_published_with`). A cycle whose build was
+skipped skips the publish step too when a publish already finished with that build's marts
+(`marts_published`): the marts are the same, so there is nothing new to upload.
 
 Written by the local cycle (`totes/cycle.py`), one row per successful build, never by dbt. The
 CodeBuild job in AWS builds on every cycle and does not use it.
@@ -52,7 +54,8 @@ _DDL = (
         inputs text not null,
         relations text not null,
         docs text not null,
-        docs_published boolean not null default false
+        docs_published boolean not null default false,
+        marts_published boolean not null default false
     )
     """,
     "create index if not exists dbt_builds_built_at on ops.dbt_builds (built_at desc)",
@@ -174,6 +177,22 @@ def record_build(conn: pg8000.native.Connection, run_id: str, state: BuildState)
         relations=state.relations,
         docs=state.docs,
     )
+
+
+def record_marts_published(conn: pg8000.native.Connection, run_id: str) -> None:
+    """A publish finished with the marts of `run_id`'s build: every row and member is in the
+    processed bucket, and nothing pending."""
+    conn.run(
+        "update ops.dbt_builds set marts_published = true where run_id = :run_id", run_id=run_id
+    )
+
+
+def marts_published(conn: pg8000.native.Connection, run_id: str) -> bool:
+    """Whether a publish finished with the marts of `run_id`'s build."""
+    rows = conn.run(
+        "select marts_published from ops.dbt_builds where run_id = :run_id", run_id=run_id
+    )
+    return bool(rows and rows[0][0])
 
 
 def record_docs_published(conn: pg8000.native.Connection, run_id: str) -> None:

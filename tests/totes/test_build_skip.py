@@ -1,6 +1,7 @@
 """A cycle builds, tests and uploads only what can have changed: with nothing new loaded since the
-newest successful build, the dbt step runs no dbt at all; the docs site is uploaded only when
-the project or the warehouse's columns changed. Anything that could make a build differ (a new
+newest successful build, the dbt step runs no dbt at all and, once those marts are published,
+the publish step uploads nothing; the docs site is uploaded only when the project or the
+warehouse's columns changed. Anything that could make a build differ (a new
 manifest, a relation dropped by hand, a build that failed, a changed project) builds again."""
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def test_nothing_new_builds_nothing_and_uploads_nothing_and_new_rows_build_witho
     assert (dbt.models, dbt.tests, dbt.detail["unchanged_since"]) == (0, 0, first.run_id)
     assert not (runs / idle.run_id / "dbt").exists(), "no dbt process was started"
     assert processed_objects(isolated) == lake, "nothing uploaded, docs included"
+    assert idle.step("publish").detail["unchanged_since"] == first.run_id
     assert marts_rows(isolated) == rows
 
     conn = isolated.totesys()
@@ -85,12 +87,23 @@ def test_nothing_new_builds_nothing_and_uploads_nothing_and_new_rows_build_witho
     assert changed.step("publish").detail["docs"] == 0
 
 
-def test_a_relation_dropped_by_hand_or_a_failed_build_is_built_again_with_nothing_new(
+def test_a_failed_publish_a_relation_dropped_by_hand_or_a_failed_build_is_done_again(
     isolated, tmp_path
 ):
     seeded(isolated)
     runs = tmp_path / "runs"
-    assert cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False).ok
+    unpublished = cycle.run_cycle(
+        isolated.settings, work_dir=runs, dbt_docs=False, fail_step="publish"
+    )
+    assert unpublished.failed_step == "publish" and dbt_ran(unpublished)
+
+    published = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+
+    assert published.ok, published.describe()
+    assert published.step("dbt").detail["unchanged_since"] == unpublished.run_id
+    assert published.step("publish").rows == sum(marts_rows(isolated).values())
+    assert any(k.startswith("marts/fact_sales_order/") for k in processed_objects(isolated))
+
     conn = isolated.warehouse()
     try:
         conn.run("drop view marts.fact_sales_order_current")
