@@ -73,9 +73,9 @@ demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (i
 	@echo "docs:    make docs (http://127.0.0.1:8080); the site is also in s3://totes-processed/docs/"
 
 # The three at once: pytest leaves a quarter of the 2 cores idle (its workers wait on dbt and
-# PostgreSQL), which lint and the warehouse check fill. Lines are kept whole (--output-sync).
+# PostgreSQL), which lint and the warehouse check fill. Their lines interleave with pytest's.
 test: $(STAMP) browser-deps ## everything CI runs: lint, pytest and the warehouse check, at once
-	@$(MAKE) --no-print-directory -j3 --output-sync=line lint pytest warehouse-check
+	@$(MAKE) --no-print-directory -j3 lint pytest warehouse-check
 	@TOTES_HOME=$(LINT_HOME) $(TOTES) down
 	@echo "make test: every check passed"
 

@@ -68,23 +68,34 @@ def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothi
     assert lake_objects(isolated, "docs/"), "the dbt docs site is published"
     lake_before = lake_objects(isolated)
 
-    again = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    again = cycle.run_cycle(isolated.settings, work_dir=runs)
     assert again.ok, again.describe()
     assert fact_counts(isolated) == {f: versions[s] for f, s in FACT_SOURCES.items()}
     assert again.step("publish").rows == 0
-    assert lake_objects(isolated) == lake_before, "no new fact rows, no changed members"
+    assert lake_objects(isolated) == lake_before, "no new fact rows, no changed members, no docs"
+    # Nothing new: no dbt process, and the marts already published (tests/totes/test_build_skip.py)
+    assert [again.step(s).detail.get("unchanged_since") for s in ("dbt", "publish")] == [
+        first.run_id,
+        first.run_id,
+    ]
+    assert (again.step("dbt").models, again.step("dbt").tests) == (0, 0)
+    assert not (runs / again.run_id / "dbt").exists()
 
     conn = isolated.totesys()
     try:
         changes = simulate(conn, orders=10, purchases=4, updates=3, payments_paid=3, seed=11)
     finally:
         conn.close()
-    later = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    later = cycle.run_cycle(isolated.settings, work_dir=runs)
     assert later.ok, later.describe()
+    assert later.step("dbt").models and "unchanged_since" not in later.step("dbt").detail
     expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
     assert fact_counts(isolated) == expected
     after = lake_objects(isolated)
     assert {k: after[k] for k in lake_before} == lake_before, "no object rewritten"
+    docs = {k for k in after if k.startswith("docs/")}
+    assert docs == {k for k in lake_before if k.startswith("docs/")}, "same columns: same site"
+    assert later.step("publish").detail["docs"] == 0
 
     report = status.gather(isolated.settings)
     assert [r.run_id for r in report.runs[:3]] == [later.run_id, again.run_id, first.run_id]
