@@ -21,7 +21,9 @@ same build: the cycle skips dbt when all three equal those of the newest success
 the relations, so it is published again only when the project or those columns differ from
 the site last published (`docs_digest`, `docs_published_with`). A cycle whose build was
 skipped skips the publish step too when a publish already finished with that build's marts
-(`marts_published`): the marts are the same, so there is nothing new to upload.
+(`marts_published`): the marts are the same, so there is nothing new to upload. And a build
+of the project the newest successful build was of leaves dbt's unit tests out
+(`project_passed`): they read fixed inputs only, so they cannot fail where they passed.
 
 Written by the local cycle (`totes/cycle.py`), one row per successful build, never by dbt. The
 CodeBuild job in AWS builds on every cycle and does not use it.
@@ -146,6 +148,15 @@ def unchanged_since(conn: pg8000.native.Connection, state: BuildState) -> str | 
     [[run_id, project, inputs, relations]] = rows
     same = (project, inputs, relations) == (state.project, state.inputs, state.relations)
     return str(run_id) if same else None
+
+
+def project_passed(conn: pg8000.native.Connection, project: str) -> bool:
+    """Whether the newest successful build was of this very project (so its unit tests, which
+    need no data, have passed on it)."""
+    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
+        return False
+    rows = conn.run("select project from ops.dbt_builds order by built_at desc limit 1")
+    return bool(rows) and rows[0][0] == project
 
 
 def docs_published_with(conn: pg8000.native.Connection, docs: str) -> str | None:

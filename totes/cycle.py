@@ -352,11 +352,13 @@ def _load(context: CycleContext) -> StepReport:
 def _dbt(context: CycleContext) -> StepReport:
     """`dbt build`, unless it would change nothing: the project, the load ledger and the
     warehouse's relations are those of the newest successful build (totes/build_record.py).
-    The docs site is generated only when it would differ from the one last published."""
+    The docs site is generated only when it would differ from the one last published, and dbt's
+    unit tests run only on a project no successful build was of yet."""
     settings = context.settings
     with _warehouse(settings) as conn:
         before = build_record.current_inputs(conn, dbt_build.PROJECT_DIR)
         unchanged = build_record.unchanged_since(conn, before)
+        unit_tests = not build_record.project_passed(conn, before.project)
     if unchanged:
         context.unchanged_since = unchanged
         # Quarantine alerts that could not be sent before are retried all the same.
@@ -368,6 +370,7 @@ def _dbt(context: CycleContext) -> StepReport:
         runner=context.dbt_runner,
         docs=False,
         previous_target=context.previous_dbt_target,
+        unit_tests=unit_tests,
     )
     quarantined = quarantine.after_build(settings, context.run_id)
     with _warehouse(settings) as conn:

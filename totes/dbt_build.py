@@ -50,7 +50,7 @@ class DbtRunner(Protocol):
 @dataclass(frozen=True)
 class DbtBuildResult:
     models: int
-    tests: int
+    tests: int  # data tests and unit tests
     seeds: int
     warnings: int
     skipped: int
@@ -58,11 +58,13 @@ class DbtBuildResult:
     elapsed_s: float
     target_dir: Path
     docs: dict[str, Path] = field(default_factory=dict)
+    unit_tests: int = 0
 
     def summary(self) -> dict[str, object]:
         return {
             "models": self.models,
             "tests": self.tests,
+            "unit_tests": self.unit_tests,
             "seeds": self.seeds,
             "warnings": self.warnings,
             "skipped": self.skipped,
@@ -161,8 +163,12 @@ def run_build(
     project_dir: Path = PROJECT_DIR,
     docs: bool = True,
     previous_target: Path | None = None,
+    unit_tests: bool = True,
 ) -> DbtBuildResult:
     """`dbt build` into `work_dir/target`; raises DbtBuildError naming what failed.
+
+    `unit_tests=False` leaves dbt's unit tests out: they read fixed inputs, never the
+    warehouse, so once they passed on a project they pass on it again.
 
     With `docs`, a successful build is followed by `dbt docs generate` into the same target, so
     the publish step can upload the docs site (a docs failure is an error too).
@@ -178,7 +184,8 @@ def run_build(
         shutil.copyfile(saved_parse, target / PARTIAL_PARSE)
     common = _locations(project_dir, target, logs)
     env = dbt_env(settings)
-    code = runner(["build", *common], env, logs / "build.out")
+    leave_out = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
+    code = runner(["build", *common, *leave_out], env, logs / "build.out")
     result = parse_run_results(target / "run_results.json", target)
     if code != 0 or result.failures:
         detail = ", ".join(result.failures) or _tail(logs / "build.out")
@@ -242,6 +249,7 @@ def parse_run_results(path: Path, target_dir: Path) -> DbtBuildResult:
         failures=failures,
         elapsed_s=round(float(payload.get("elapsed_time") or 0.0), 3),
         target_dir=target_dir,
+        unit_tests=kinds.count("unit_test"),
     )
 
 

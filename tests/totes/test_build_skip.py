@@ -54,7 +54,7 @@ def dbt_ran(result: cycle.CycleResult) -> bool:
     return "unchanged_since" not in step.detail and bool(step.models)
 
 
-def test_a_failed_publish_a_relation_dropped_by_hand_or_a_failed_build_is_done_again(
+def test_a_failed_publish_a_dropped_relation_a_failed_build_or_a_new_project_is_done_again(
     isolated, tmp_path
 ):
     seeded(isolated)
@@ -102,6 +102,16 @@ def test_a_failed_publish_a_relation_dropped_by_hand_or_a_failed_build_is_done_a
     assert healed.step("load").rows == 0, "the new rows were loaded by the failed cycle"
     nothing = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
     assert nothing.step("dbt").detail["unchanged_since"] == healed.run_id
+
+    # As if the project had changed since that build (a deploy): built again, unit tests too.
+    conn = isolated.warehouse()
+    try:
+        conn.run("update ops.dbt_builds set project = 'an earlier project'")
+    finally:
+        conn.close()
+    redeployed = cycle.run_cycle(isolated.settings, work_dir=runs, dbt_docs=False)
+    assert redeployed.ok and dbt_ran(redeployed), redeployed.describe()
+    assert redeployed.step("dbt").detail["unit_tests"] > 0
 
 
 def test_the_project_digest_follows_every_project_file_and_nothing_dbt_writes(tmp_path):

@@ -89,6 +89,11 @@ def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothi
     later = cycle.run_cycle(isolated.settings, work_dir=runs)
     assert later.ok, later.describe()
     assert later.step("dbt").models and "unchanged_since" not in later.step("dbt").detail
+    # The same project: its unit tests passed in the first build and are not run again.
+    assert first.step("dbt").detail["unit_tests"] > 0
+    assert later.step("dbt").detail["unit_tests"] == 0
+    unit_tests = first.step("dbt").detail["unit_tests"]
+    assert later.step("dbt").tests == first.step("dbt").tests - unit_tests
     expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
     assert fact_counts(isolated) == expected
     after = lake_objects(isolated)
