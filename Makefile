@@ -61,12 +61,13 @@ lock: $(STAMP) ## re-lock after a change to pyproject.toml's dependencies: uv.lo
 	{ echo "# uv.lock's pins for pip, written by \`make lock\` (uv export): edit pyproject.toml."; \
 		$(UV) $(CONSTRAINTS_EXPORT); } > constraints.txt
 
-demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report (idempotent)
+demo: $(STAMP) ## the whole pipeline on realistic data: up, seed, run, report, verify (idempotent)
 	$(TOTES) up
 	$(TOTES) seed --scale 1 --seed 42 --if-empty
 	$(TOTES) run
 	$(TOTES) report --out reports
 	$(TOTES) status
+	$(TOTES) verify
 	@echo
 	@echo "marts:   schema marts in the warehouse: eval \"\$$($(TOTES) env)\" && psql \"\$$WAREHOUSE_DSN\""
 	@echo "report:  $(CURDIR)/reports/report.html (charts in reports/charts/)"

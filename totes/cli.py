@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from infra.local.stack import LocalStack, StackError, default_home
 from runtime import db, logs
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _standin_commands(sub)
     _step_commands(sub)
     _cycle_commands(sub)
+    _verify_command(sub)
     _report_command(sub)
     return parser
 
@@ -322,6 +324,11 @@ def _cycle_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--skip-publish", action="store_true", help="stop after dbt build (no lake copy)"
     )
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="after a successful cycle, run `totes verify`; drift alerts and exits 1",
+    )
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="watermarks, last runs, row counts, lag")
     status.set_defaults(func=cmd_status)
@@ -351,11 +358,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.every is None:
         result = once()
         console.cycle_table(result)
+        if args.verify:
+            return _verify_after(settings, result, one_line=False)
         return result.exit_code  # 0 too when another cycle was running: not a failure
     try:
         while True:
             began = time.monotonic()
-            console.cycle_line(once())
+            result = once()
+            console.cycle_line(result)
+            if args.verify:
+                _verify_after(settings, result, one_line=True)
             time.sleep(max(0.0, args.every - (time.monotonic() - began)))
     except KeyboardInterrupt:
         console.stopped()
@@ -375,6 +387,86 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     console.render_status(report)
     return 1 if report.problems else 0
+
+
+# ---- verify: totesys against the marts ---------------------------------------------------------
+
+VERIFY_OK, VERIFY_DRIFT, VERIFY_FAILED = 0, 1, 2
+
+
+def _verify_command(sub: argparse._SubParsersAction) -> None:
+    verify = sub.add_parser(
+        "verify",
+        help="compare totesys with the marts: counts, keys, every carried value",
+        description="Compare every totesys table with its current state in the marts (row "
+        "counts, key sets, a fingerprint of every value the marts carry), read-only on both "
+        "sides. Prints what differs with example keys. Exit 0: no drift; 1: drift; 2: the "
+        "check could not run.",
+    )
+    verify.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        metavar="NAME",
+        help="check only this source table (repeatable; default: all)",
+    )
+    verify.add_argument(
+        "--examples", type=_count, default=5, metavar="N", help="example keys per kind (5)"
+    )
+    verify.add_argument(
+        "--settle",
+        type=parse_interval,
+        default=0.0,
+        metavar="INTERVAL",
+        help="on drift, wait up to this long (10m) for a cycle, check again, and report only "
+        "what drifted both times: a deletion or silent change made just before the check "
+        "is the next cycle's to ship",
+    )
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from verify.verify import VerifyOptions, run_verify  # see the module docstring
+
+    try:
+        options = VerifyOptions(
+            tables=tuple(args.tables or ()), examples=args.examples, settle_s=args.settle
+        )
+        result = run_verify(Settings.from_env(), options=options)
+    except (ConfigError, ValueError, db.ConnectionConfigError, db.DatabaseUnavailableError) as err:
+        console.error("verify", err)
+        return VERIFY_FAILED
+    except Exception as err:  # a query refused (timeout, missing privilege): say which
+        console.error("verify", f"{type(err).__name__}: {err}")
+        return VERIFY_FAILED
+    if args.json:
+        console.verify_json(result)
+    else:
+        console.verify_table(result)
+    return VERIFY_OK if result.ok else VERIFY_DRIFT
+
+
+def _verify_after(settings: Settings, cycle_result: Any, *, one_line: bool) -> int:
+    """`totes run --verify`: verify after a cycle that ran and succeeded; drift alerts. The
+    verdict goes to stderr beside the cycle's table (`one_line`: its line, under --every)."""
+    from totes import verification  # see the module docstring
+
+    if not cycle_result.ok or cycle_result.skipped:
+        console.verify_skipped(cycle_result)
+        return cycle_result.exit_code
+    try:
+        outcome = verification.after_cycle(settings, cycle_result.run_id)
+    except Exception as err:  # the cycle itself succeeded; the check could not run
+        console.error("run --verify", f"{type(err).__name__}: {err}")
+        return VERIFY_FAILED
+    if one_line:
+        console.verify_line(outcome.result)
+    else:
+        console.verify_table(outcome.result, stderr=True)
+    if outcome.alert_error:
+        console.error("run --verify", outcome.alert_error)
+    return VERIFY_OK if outcome.result.ok else VERIFY_DRIFT
 
 
 # ---- report ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the results' types only: their modules pull in pyarrow and 
     from totes.cycle import CycleResult
     from totes.report.build import ReportResult
     from totes.status import StatusReport
+    from verify.verify import VerifyResult
 
 
 def error(command: str, message: object) -> None:
@@ -181,6 +182,60 @@ def cycle_line(result: CycleResult) -> None:
 
 def stopped() -> None:
     print("stopped", file=sys.stderr)
+
+
+# ---- verify ------------------------------------------------------------------------------------
+
+
+def verify_table(result: VerifyResult, console: Any = None, *, stderr: bool = False) -> None:
+    """Every table checked, what differs with example keys, then the verdict: on stdout for
+    `totes verify`, on stderr beside the cycle's table for `totes run --verify`."""
+    from verify.verify import KIND_LABELS, KINDS
+
+    console = console or Console(stderr=stderr)
+    table = Table(title=f"verify {result.run_id}: totesys against the marts", title_justify="left")
+    table.add_column("source table")
+    table.add_column("mart")
+    table.add_column("rows (totesys / marts)", justify="right")
+    table.add_column("drift (example keys)")
+    table.add_column("in flight", justify="right")
+    for t in result.tables:
+        at_least = "at least " if t.truncated else ""
+        drift = "; ".join(
+            f"{at_least}{t.counts[k]:,} {KIND_LABELS[k]}"
+            + (f": {', '.join(str(key) for key in t.examples[k])}" if t.examples.get(k) else "")
+            for k in KINDS
+            if t.counts.get(k)
+        )
+        same = t.source_rows == t.mart_rows
+        table.add_row(
+            f"[{'green' if t.ok else 'red'}]{t.table}[/]",
+            t.mart,
+            f"{t.source_rows:,}" if same else f"[red]{t.source_rows:,} / {t.mart_rows:,}[/]",
+            f"[red]{t.problem or drift}[/]" if not t.ok else "[green]ok[/]",
+            _num(t.in_flight) if t.in_flight else "",
+        )
+    console.print(table)
+    if result.ok:
+        console.print(f"[green]{result.describe()}[/]")
+        return
+    console.print(f"[red]DRIFT in {len(result.drifting)} table(s)[/] (verify {result.run_id})")
+
+
+def verify_line(result: VerifyResult) -> None:
+    """One line per verification, for `totes run --every --verify`."""
+    print(result.describe(), file=sys.stderr, flush=True)
+
+
+def verify_json(result: VerifyResult) -> None:
+    print(json.dumps(result.as_dict(), default=str))
+
+
+def verify_skipped(cycle: CycleResult) -> None:
+    why = (
+        "another cycle is running" if cycle.skipped else f"the cycle failed at {cycle.failed_step}"
+    )
+    print(f"not verified: {why}", file=sys.stderr)
 
 
 # ---- status ------------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ class Compute(Construct):
             lambda_.LayerVersion.from_layer_version_arn(self, "PandasLayer", pandas_layer_arn),
             self._deps_layer(),
         ]
+        self.layers = layers  # the verify Lambda (infra/aws/verify.py) runs on the same layers
 
         for spec in FUNCTIONS:
             log_group = logs.LogGroup(

@@ -25,6 +25,8 @@ from infra.aws.storage import (
     MARTS_PREFIX,
     Storage,
 )
+from infra.aws.verify import VerifySchedule
+from infra.aws.verify import every_minutes as verify_every_minutes
 
 GLUE_PUBLISH_ACTIONS = [
     "glue:GetDatabase",
@@ -126,8 +128,26 @@ class TotesPipelineStack(Stack):
             key=key,
         )
 
+        # The scheduled verification (hourly by default) reads both databases read-only.
+        self.verify = VerifySchedule(
+            self,
+            "Verify",
+            stage=config.stage,
+            environment={
+                **common,
+                "TOTESYS_SECRET_ARN": self.secrets.totesys.secret_id,
+                "WAREHOUSE_SECRET_ARN": self.secrets.warehouse.secret_id,
+            },
+            layers=self.compute.layers,
+            network=self.network,
+            log_retention=retention,
+            key=key,
+            minutes=verify_every_minutes(self.node),
+        )
+
         for step, function in self.compute.functions.items():
             self.alerting.watch_function(step, function, self.compute.log_groups[step])
+        self.alerting.watch_function("verify", self.verify.function, self.verify.log_group)
         self.alerting.watch_state_machine(self.orchestration.state_machine)
         self.alerting.watch_build(self.compute.dbt_project)
         self.alerting.watch_schedule(self.orchestration.schedule)
@@ -170,6 +190,14 @@ class TotesPipelineStack(Stack):
         # dbt in CodeBuild: reads the warehouse secret (buildspec env), writes the docs site.
         self.secrets.warehouse.secret.grant_read(dbt)
         processed.grant_put(dbt, f"{DOCS_PREFIX}*")
+
+        # verify: reads both databases' secrets, publishes the drift alert; nothing in S3.
+        self.verify.grant(
+            totesys_secret=self.secrets.totesys.secret,
+            warehouse_secret=self.secrets.warehouse.secret,
+            topic=topic,
+            grant_sns_key=self.encryption.grant_sns_publish,
+        )
 
         # The state machine's alert task publishes to the encrypted topic (its sns:Publish is
         # the task's own statement; the key is not).

@@ -25,6 +25,7 @@ from support.cdk_template import role_of as _role_of
 
 from infra.aws.config import StackConfig, StackConfigError
 from infra.aws.orchestration import GUARD
+from infra.aws.verify import HANDLER as VERIFY_HANDLER
 
 # The session fixtures `default` and `configured` (tests/infra/conftest.py) are built once per
 # worker for every module of this group.
@@ -207,7 +208,7 @@ def test_each_lambda_names_only_the_secret_it_uses(default: Synth):
 
 def test_log_groups_have_a_retention(default: Synth):
     groups = default.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 5  # three Lambdas, CodeBuild, the state machine
+    assert len(groups) == 6  # four Lambdas (the three steps, verify), CodeBuild, the state machine
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == 30
 
@@ -363,8 +364,19 @@ def test_state_machine_logs_to_a_log_group(default: Synth):
     )
 
 
+def _cycle_schedule(synth: Synth) -> dict:
+    """The rule that starts the state machine (the other one starts the verify Lambda)."""
+    machine = synth.one("AWS::StepFunctions::StateMachine")[0]
+    (rule,) = [
+        r
+        for r in synth.resources("AWS::Events::Rule").values()
+        if any(t["Arn"] == {"Ref": machine} for t in r["Properties"]["Targets"])
+    ]
+    return rule
+
+
 def test_schedule_starts_the_state_machine_every_five_minutes(default: Synth):
-    _, rule = default.one("AWS::Events::Rule")
+    rule = _cycle_schedule(default)
     props = rule["Properties"]
     assert props["ScheduleExpression"] == "rate(5 minutes)"
     assert props["State"] == "ENABLED"
@@ -374,7 +386,7 @@ def test_schedule_starts_the_state_machine_every_five_minutes(default: Synth):
 
 
 def test_schedule_rate_comes_from_context(configured: Synth):
-    _, rule = configured.one("AWS::Events::Rule")
+    rule = _cycle_schedule(configured)
     assert rule["Properties"]["ScheduleExpression"] == "rate(10 minutes)"
 
 
@@ -416,7 +428,7 @@ def test_alarms_cover_every_failure_path(default: Synth):
         by_metric.setdefault((alarm["Namespace"], alarm["MetricName"]), []).append(alarm)
 
     lambda_errors = by_metric[("AWS/Lambda", "Errors")]
-    assert len(lambda_errors) == 3
+    assert len(lambda_errors) == 4  # the three steps and verify
     assert all(
         a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         for a in lambda_errors
@@ -426,7 +438,7 @@ def test_alarms_cover_every_failure_path(default: Synth):
     assert len(by_metric[("AWS/CodeBuild", "FailedBuilds")]) == 1
     assert len(by_metric[("AWS/Events", "FailedInvocations")]) == 1
     log_alarms = [a for (ns, _), items in by_metric.items() if ns == "Totes/Logs" for a in items]
-    assert len(log_alarms) == 3
+    assert len(log_alarms) == 4
 
     freshness = by_metric[("Totes/Pipeline", "FreshnessLagSeconds")]
     lag = next(a for a in freshness if a["Statistic"] == "Maximum")
@@ -439,7 +451,7 @@ def test_alarms_cover_every_failure_path(default: Synth):
 
 def test_error_log_lines_feed_metric_filters(default: Synth):
     filters = default.resources("AWS::Logs::MetricFilter")
-    assert len(filters) == 3
+    assert len(filters) == 4
     lambda_groups = {
         f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         for f in default.resources("AWS::Lambda::Function").values()
@@ -489,12 +501,14 @@ def test_each_secret_is_readable_only_by_the_roles_that_need_it(default: Synth):
         for statement in statements:
             if "secretsmanager:GetSecretValue" in _actions(statement):
                 readers[statement["Resource"]["Ref"]].add(role)
-    role = {h: _role_of(default.function(h)[1]) for h in HANDLERS}
+    role = {h: _role_of(default.function(h)[1]) for h in (*HANDLERS, VERIFY_HANDLER)}
     codebuild_role = default.one("AWS::CodeBuild::Project")[1]["Properties"]["ServiceRole"]
-    assert readers[totesys] == {role["ingest.handler.lambda_handler"]}
+    # verify compares the two databases: the one role besides the steps' that reads both.
+    assert readers[totesys] == {role["ingest.handler.lambda_handler"], role[VERIFY_HANDLER]}
     assert readers[warehouse] == {
         role["lambda_loader.handler.lambda_handler"],
         role["publish.handler.lambda_handler"],
+        role[VERIFY_HANDLER],
         codebuild_role["Fn::GetAtt"][0],
     }
 

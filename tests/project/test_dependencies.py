@@ -57,7 +57,7 @@ class Part:
 
 
 PARTS = (
-    Part("runtime and steps", ("runtime", "ingest", "lambda_loader", "publish"), None),
+    Part("runtime and steps", ("runtime", "ingest", "lambda_loader", "publish", "verify"), None),
     Part("operator", ("totes", "infra/local"), "operator", excluded=("totes/report",)),
     Part("report", ("totes/report",), "report"),
     Part("CDK app", ("infra/aws",), "dev"),
