@@ -178,7 +178,7 @@ def run_cycle(
     already been logged, alerted and recorded when this returns (`result.raise_for_failure()`).
     `work_dir`: a folder under which each run keeps dbt's target and logs (`<run_id>/dbt`, the
     newest few kept); default a temporary folder per cycle. `dbt_docs`: also generate the dbt
-    docs site, which the publish step uploads.
+    docs site, which the publish step uploads (so never in a cycle without that step).
 
     While another cycle holds the cycle lock, returns at once a result with `skipped` set
     (nothing run, recorded or alerted; `ok`, exit code 0).
@@ -228,7 +228,9 @@ def _locked_cycle(
     failed: tuple[str, str] | None = None
     with _work_dir(work_dir, run_id) as folder:
         previous = _previous_target(work_dir, run_id) if work_dir else None
-        context = CycleContext(settings, run_id, folder, dbt_runner, dbt_docs, previous)
+        # The docs site is the publish step's to upload: a cycle without it generates none.
+        docs = dbt_docs and any(step.name == "publish" for step in chosen)
+        context = CycleContext(settings, run_id, folder, dbt_runner, docs, previous)
         for step in chosen:
             if failed:
                 outcomes.append(StepOutcome(step.name, "not run"))

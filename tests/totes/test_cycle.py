@@ -198,3 +198,23 @@ def test_dbt_results_count_models_and_tests_and_name_the_failures(tmp_path):
         "model.totes_warehouse.dim_date (error: boom more)",
         "test.totes_warehouse.not_null_x (fail: 1 row)",
     ]
+
+
+def test_a_cycle_without_the_publish_step_generates_no_docs_site(tmp_path):
+    asked: dict[str, bool] = {}
+
+    def dbt(context: cycle.CycleContext) -> cycle.StepReport:
+        asked[context.run_id] = context.dbt_docs
+        return cycle.StepReport()
+
+    def publish(context: cycle.CycleContext) -> cycle.StepReport:
+        return cycle.StepReport()
+
+    # No warehouse: the cycle only logs that it cannot record; the steps are these stand-ins.
+    settings = Settings(ingestion_bucket="unused")
+    alone = cycle.run_cycle(settings, steps=[cycle.Step("dbt", dbt)], work_dir=tmp_path)
+    both = cycle.run_cycle(
+        settings, steps=[cycle.Step("dbt", dbt), cycle.Step("publish", publish)], work_dir=tmp_path
+    )
+
+    assert (asked[alone.run_id], asked[both.run_id]) == (False, True)

@@ -45,7 +45,8 @@ from verify.verify import (
     settle,
 )
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its tests share one seeded and built stack (`built`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="verify")]
 READ_ONLY_TRANSACTION = "25006"
 LOCK_NOT_AVAILABLE = "55P03"
 
