@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,40 +152,15 @@ class Compute(Construct):
         self.layers = layers  # the verify Lambda (infra/aws/verify.py) runs on the same layers
 
         for spec in FUNCTIONS:
-            log_group = logs.LogGroup(
+            log_group, function = step_function(
                 self,
-                f"{spec.name.title()}Logs",
-                log_group_name=f"/totes/{stage}/lambda/{spec.name}",
-                retention=log_retention,
-                encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            function = lambda_.Function(
-                self,
-                f"{spec.name.title()}Function",
-                description=spec.description,
-                runtime=lambda_.Runtime.PYTHON_3_12,
-                architecture=lambda_.Architecture.X86_64,
-                handler=spec.handler,
-                code=lambda_.Code.from_asset(
-                    str(REPO_ROOT), exclude=lambda_asset_exclude(spec.package)
-                ),
+                spec,
+                stage=stage,
                 layers=layers,
-                memory_size=spec.memory_mb,
-                timeout=spec.timeout,
-                reserved_concurrent_executions=spec.reserved_concurrency,
-                environment={
-                    **environments[spec.name],
-                    "TOTES_STEP": spec.name,
-                    "TOTES_STAGE": stage,
-                },
-                # Lambda decrypts it for the execution role through a KMS grant of its own.
-                environment_encryption=key,
-                log_group=log_group,
-                # The state machine retries; Lambda's own async retries would run a step twice.
-                retry_attempts=0,
-                tracing=lambda_.Tracing.ACTIVE,
-                **_network_props(network),
+                environment=environments[spec.name],
+                network=network,
+                log_retention=log_retention,
+                key=key,
             )
             self.log_groups[spec.name] = log_group
             self.functions[spec.name] = function
@@ -338,6 +314,52 @@ def pandas_layer_arn(version: int, explicit_arn: str | None) -> str:
         f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{PANDAS_LAYER_ACCOUNT}"
         f":layer:AWSSDKPandas-Python312:{version}"
     )
+
+
+def step_function(
+    scope: Construct,
+    spec: FunctionSpec,
+    *,
+    stage: str,
+    layers: list[lambda_.ILayerVersion],
+    environment: Mapping[str, str],
+    network: Network | None,
+    log_retention: logs.RetentionDays,
+    key: kms.IKey,
+) -> tuple[logs.LogGroup, lambda_.Function]:
+    """A step's Lambda (its package and the runtime, on the shared layers) and its log group,
+    `<Name>Logs` and `<Name>Function` in `scope`: the three steps here, verify (verify.py)."""
+    log_group = logs.LogGroup(
+        scope,
+        f"{spec.name.title()}Logs",
+        log_group_name=f"/totes/{stage}/lambda/{spec.name}",
+        retention=log_retention,
+        encryption_key=key,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    function = lambda_.Function(
+        scope,
+        f"{spec.name.title()}Function",
+        description=spec.description,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        architecture=lambda_.Architecture.X86_64,
+        handler=spec.handler,
+        code=lambda_.Code.from_asset(str(REPO_ROOT), exclude=lambda_asset_exclude(spec.package)),
+        layers=layers,
+        memory_size=spec.memory_mb,
+        timeout=spec.timeout,
+        reserved_concurrent_executions=spec.reserved_concurrency,
+        environment={**environment, "TOTES_STEP": spec.name, "TOTES_STAGE": stage},
+        # Lambda decrypts it for the execution role through a KMS grant of its own.
+        environment_encryption=key,
+        log_group=log_group,
+        # Never Lambda's own async retries: the state machine retries a step (a retry here
+        # would run it twice), and a failed verification raises and waits for its next run.
+        retry_attempts=0,
+        tracing=lambda_.Tracing.ACTIVE,
+        **_network_props(network),
+    )
+    return log_group, function
 
 
 def _network_props(network: Network | None) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -28,7 +28,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.aws.checks import skip_check
-from infra.aws.compute import REPO_ROOT, lambda_asset_exclude
+from infra.aws.compute import FunctionSpec, step_function
 from infra.aws.config import StackConfigError
 from infra.aws.network import Network
 
@@ -37,8 +37,16 @@ STEP = "verify"
 DEFAULT_EVERY_MINUTES = 60
 EVERY_MINUTES_RANGE = (5, 1440)
 CONTEXT_KEY = "verify_every_minutes"
-MEMORY_MB = 512
-TIMEOUT = Duration.minutes(15)
+# One verification at a time (reserved concurrency 1): a slow one is never joined by the next.
+SPEC = FunctionSpec(
+    STEP,
+    HANDLER,
+    "Verify the marts against totesys (counts, keys, fingerprints); drift alerts like a failed "
+    "cycle.",
+    memory_mb=512,
+    timeout=Duration.minutes(15),
+    reserved_concurrency=1,
+)
 
 
 def every_minutes(node: object, environ: Mapping[str, str] | None = None) -> int:
@@ -73,35 +81,15 @@ class VerifySchedule(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.minutes = minutes
-        self.log_group = logs.LogGroup(
+        self.log_group, self.function = step_function(
             self,
-            "VerifyLogs",
-            log_group_name=f"/totes/{stage}/lambda/{STEP}",
-            retention=log_retention,
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.function = lambda_.Function(
-            self,
-            "VerifyFunction",
-            description="Verify the marts against totesys (counts, keys, fingerprints); "
-            "drift alerts like a failed cycle.",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(str(REPO_ROOT), exclude=lambda_asset_exclude(STEP)),
+            SPEC,
+            stage=stage,
             layers=layers,
-            memory_size=MEMORY_MB,
-            timeout=TIMEOUT,
-            # One verification at a time: a slow one is never joined by the next.
-            reserved_concurrent_executions=1,
-            environment={**environment, "TOTES_STEP": STEP, "TOTES_STAGE": stage},
-            environment_encryption=key,
-            log_group=self.log_group,
-            # A failed run raises (the Errors alarm); retrying would only repeat the same check.
-            retry_attempts=0,
-            tracing=lambda_.Tracing.ACTIVE,
-            **_network_props(network),
+            environment=environment,
+            network=network,
+            log_retention=log_retention,
+            key=key,
         )
         skip_check(
             self.function,
@@ -151,13 +139,3 @@ class VerifySchedule(Construct):
             grantee=self.function, actions=["sns:Publish"], resource_arns=[topic.topic_arn]
         )
         grant_sns_key(self.function)
-
-
-def _network_props(network: Network | None) -> dict:
-    if network is None:
-        return {}
-    return {
-        "vpc": network.vpc,
-        "vpc_subnets": network.subnets,
-        "security_groups": network.security_groups,
-    }
