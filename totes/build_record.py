@@ -17,13 +17,13 @@ A build's marts are a function of three things, each fingerprinted here:
 
 No model reads the clock (dim_date is a fixed calendar), so a build over the same three is the
 same build: the cycle skips dbt when all three equal those of the newest successful build
-(`unchanged_since`). The docs site (`dbt docs generate`) shows the project and the columns of
-the relations, so it is published again only when the project or those columns differ from
-the site last published (`docs_digest`, `docs_published_with`). A cycle whose build was
-skipped skips the publish step too when a publish already finished with that build's marts
-(`marts_published`): the marts are the same, so there is nothing new to upload. And a build
-of the project the newest successful build was of leaves dbt's unit tests out
-(`project_passed`): they read fixed inputs only, so they cannot fail where they passed.
+(`newest_build`, `RecordedBuild.made_from`). The docs site (`dbt docs generate`) shows the
+project and the columns of the relations, so it is published again only when the project or
+those columns differ from the site last published (`docs_digest`, `docs_published_with`).
+A cycle whose build was skipped skips the publish step too when a publish already finished
+with that build's marts (`marts_published`): the marts are the same, so there is nothing new
+to upload. And a build of the project the newest successful build was of leaves dbt's unit
+tests out: they read fixed inputs only, so they cannot fail where they passed.
 
 Written by the local cycle (`totes/cycle.py`), one row per successful build, never by dbt. The
 CodeBuild job in AWS builds on every cycle and does not use it.
@@ -66,7 +66,7 @@ _DDL = (
 
 @dataclass(frozen=True)
 class BuildState:
-    """The fingerprints of one build: what `unchanged_since` compares."""
+    """The fingerprints of one build: what `RecordedBuild.made_from` compares."""
 
     project: str
     inputs: str
@@ -134,35 +134,42 @@ def current_inputs(conn: pg8000.native.Connection, project_dir: Path) -> BuildSt
     return BuildState(project_digest(project_dir), inputs_digest(conn), relations_digest(conn), "")
 
 
-def unchanged_since(conn: pg8000.native.Connection, state: BuildState) -> str | None:
-    """The run id of the newest successful build made from exactly `state`'s project, inputs and
-    relations, if that is the newest successful build; else None (a build is needed)."""
-    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
+@dataclass(frozen=True)
+class RecordedBuild:
+    """The newest row of `ops.dbt_builds`: the newest successful build."""
+
+    run_id: str
+    project: str
+    inputs: str
+    relations: str
+
+    def made_from(self, state: BuildState) -> bool:
+        """Whether `state`'s project, inputs and relations are this build's: a build over them
+        would change nothing."""
+        return (self.project, self.inputs, self.relations) == (
+            state.project,
+            state.inputs,
+            state.relations,
+        )
+
+
+def newest_build(conn: pg8000.native.Connection) -> RecordedBuild | None:
+    """The newest successful build, None before the first. A cycle skips dbt when it was
+    `made_from` what the warehouse holds now, and leaves dbt's unit tests out when it was of
+    the same project (they read fixed inputs only, so they passed on it)."""
+    if not _recorded(conn):
         return None
     rows = conn.run(
         "select run_id, project, inputs, relations from ops.dbt_builds "
         "order by built_at desc limit 1"
     )
-    if not rows:
-        return None
-    [[run_id, project, inputs, relations]] = rows
-    same = (project, inputs, relations) == (state.project, state.inputs, state.relations)
-    return str(run_id) if same else None
-
-
-def project_passed(conn: pg8000.native.Connection, project: str) -> bool:
-    """Whether the newest successful build was of this very project (so its unit tests, which
-    need no data, have passed on it)."""
-    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
-        return False
-    rows = conn.run("select project from ops.dbt_builds order by built_at desc limit 1")
-    return bool(rows) and rows[0][0] == project
+    return RecordedBuild(*(str(v) for v in rows[0])) if rows else None
 
 
 def docs_published_with(conn: pg8000.native.Connection, docs: str) -> str | None:
     """The run id whose published docs site was built from `docs` (a docs fingerprint), if the
     newest published site was; else None (the site must be generated and published)."""
-    if not conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0]:
+    if not _recorded(conn):
         return None
     rows = conn.run(
         "select run_id, docs from ops.dbt_builds where docs_published "
@@ -211,3 +218,8 @@ def record_docs_published(conn: pg8000.native.Connection, run_id: str) -> None:
     conn.run(
         "update ops.dbt_builds set docs_published = true where run_id = :run_id", run_id=run_id
     )
+
+
+def _recorded(conn: pg8000.native.Connection) -> bool:
+    """Whether `ops.dbt_builds` exists (it does once a build has succeeded)."""
+    return bool(conn.run("select to_regclass('ops.dbt_builds') is not null")[0][0])

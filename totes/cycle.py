@@ -359,8 +359,9 @@ def _dbt(context: CycleContext) -> StepReport:
     settings = context.settings
     with _warehouse(settings) as conn:
         before = build_record.current_inputs(conn, dbt_build.PROJECT_DIR)
-        unchanged = build_record.unchanged_since(conn, before)
-        unit_tests = not build_record.project_passed(conn, before.project)
+        newest = build_record.newest_build(conn)
+    unchanged = newest.run_id if newest and newest.made_from(before) else None
+    unit_tests = not (newest and newest.project == before.project)
     if unchanged:
         context.unchanged_since = unchanged
         # Quarantine alerts that could not be sent before are retried all the same.
