@@ -147,14 +147,15 @@ fmt: $(STAMP) ## format Python (SQL: cd dbt_warehouse && sqlfluff fix)
 
 # On a stack of its own: the benchmarks need sales_order at --scale 100, not the demo's data.
 BENCH_HOME := $(CURDIR)/.totes/bench
-# In one run: the cycle table at --scale 1 and 100 (first, no-change and incremental cycles),
-# then the bulk extract and load beside a raw COPY. Each makes and drops databases and buckets
-# of its own on this stack; `uptime` before and after says how busy the machine was.
-bench: $(STAMP) ## cycle, extract and load benchmarks (prints figures; 15+ minutes)
+# In one run: the cycle table at --scale 1 and 100 (first, no-change, incremental cycles), the
+# manifest-age benchmark (10 vs 100,000 manifests), then the bulk extract and load beside a raw
+# COPY with peak memory. Each makes and drops databases and buckets of its own on this stack.
+bench: $(STAMP) ## cycle, manifest-age, extract and load benchmarks (prints figures; 15+ minutes)
 	TOTES_HOME=$(BENCH_HOME) $(TOTES) up
 	@uptime
 	set -a && eval "$$(TOTES_HOME=$(BENCH_HOME) $(TOTES) env)" && set +a && \
 		$(BIN)/python benchmarks/bench_cycle.py --scales 1,100 && \
+		$(BIN)/python benchmarks/bench_manifest_age.py --ages 10,100000 && \
 		$(BIN)/python benchmarks/bench_extract.py --scale 100 && \
 		$(BIN)/python benchmarks/bench_load.py
 	@uptime

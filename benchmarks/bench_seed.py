@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from datetime import date
+from pathlib import Path
 
 from infra.local.stack import PG_PORT, PG_SUPERUSER, LocalStack
 from infra.local.totesys import seed
@@ -30,6 +31,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
+    sys.path[:0] = [str(Path(__file__).resolve().parent)]
+    from stack_cpu import machine_state
+
+    print(f"{machine_state()} (at the start)")
     sock = LocalStack.from_env().socket_dir
     name = f"totesys_bench_{uuid.uuid4().hex[:8]}"
     admin = db.connect(f"postgresql://{PG_SUPERUSER}@/postgres?host={sock}&port={PG_PORT}")
@@ -58,6 +63,7 @@ def main() -> int:
     print(f"total: {wall:.1f} s ({rows / wall:,.0f} rows/s overall)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak_mb:,.0f} MB")
+    print(f"{machine_state()} (at the end)")
     return 0
 
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from ingest import metrics
 from ingest.carry import Carry, read_carry, write_carry
 from ingest.catalog import Table, discover_tables
 from ingest.parquet_parts import ROWS_PER_FILE, write_parts
-from ingest.stream import Slice, integer_key, key_span, stream_batches
+from ingest.reconcile import ReconcileOptions, Reconciler, batches_keys, source_marks
+from ingest.stream import Slice, integer_key, key_span, stream_batches, watermark_index
 from ingest.watermark import (
     Horizon,
     base_manifest,
@@ -46,16 +49,25 @@ class ExtractOptions:
     parallel_min_rows: int = 200_000  # key span below which one stream is enough
     rows_per_file: int = ROWS_PER_FILE
     schema: str = "public"
+    reconcile: ReconcileOptions = field(default_factory=ReconcileOptions)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ExtractOptions:
-        """`EXTRACT_SAFETY_LAG_S`, `EXTRACT_OVERLAP_S`, `EXTRACT_WORKERS`: read at the edges
-        (handler, CLI), never below them."""
+        """`EXTRACT_SAFETY_LAG_S`, `EXTRACT_OVERLAP_S`, `EXTRACT_WORKERS`,
+        `EXTRACT_DELETE_SHARE`, `EXTRACT_CONTENT_ROWS_PER_CYCLE`: read at the edges (handler,
+        CLI), never below them."""
         base = cls()
+        guard = base.reconcile
         return cls(
             safety_lag_s=float(environ.get("EXTRACT_SAFETY_LAG_S", base.safety_lag_s)),
             overlap_s=float(environ.get("EXTRACT_OVERLAP_S", base.overlap_s)),
             workers=int(environ.get("EXTRACT_WORKERS", base.workers)),
+            reconcile=ReconcileOptions(
+                delete_share=float(environ.get("EXTRACT_DELETE_SHARE", guard.delete_share)),
+                content_rows_per_cycle=int(
+                    environ.get("EXTRACT_CONTENT_ROWS_PER_CYCLE", guard.content_rows_per_cycle)
+                ),
+            ),
         )
 
 
@@ -68,6 +80,8 @@ class TableResult:
     low: str | None
     high: str
     duration_s: float
+    deleted: int = 0  # keys gone from the source, recorded in this run's manifest
+    silent: int = 0  # of `rows`: versions changed without last_updated moving
 
 
 @dataclass(frozen=True)
@@ -78,13 +92,22 @@ class ExtractResult:
     tables: list[TableResult] = field(default_factory=list)
     duration_s: float = 0.0
     watermark_method: str = ""
+    # Reconciliation's share (ingest/reconcile.py): seconds, of which the content window,
+    # and bytes of state and deletions files written.
+    reconcile_s: float = 0.0
+    content_check_s: float = 0.0
+    reconcile_bytes: int = 0
 
     @property
     def rows(self) -> int:
         return sum(t.rows for t in self.tables)
 
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for t in self.tables)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rows": self.rows}
+        return {**asdict(self), "rows": self.rows, "deleted": self.deleted}
 
 
 def run_extract(
@@ -120,6 +143,26 @@ def run_extract(
         rows = {t.table: t.rows for t in result.tables}
         metrics.publish(cloudwatch or settings.client("cloudwatch"), rows, lag_s, log)
     return result
+
+
+def allow_deletes(
+    settings: Settings, tables: list[str], *, reason: str, s3: Any = None
+) -> list[str]:
+    """Let the next run record `tables`' deletions past the guard, once: an allow marker for
+    the manifest that run starts from (ingest/reconcile.py). Returns the markers' keys."""
+    s3 = s3 or settings.client("s3")
+    bucket = settings.ingestion_bucket
+    latest = lake.latest_seq(s3, bucket)
+    base = base_manifest(s3, bucket, latest, lake.skipped_seqs(s3, bucket))
+    if base is None:
+        raise ValueError("nothing is committed yet: there are no deletions to allow")
+    run_id = new_run_id()
+    for table in tables:
+        lake.mark_allow_deletes(s3, bucket, base.seq, table, reason=reason, run_id=run_id)
+    run_logger("ingest.extract", run_id).warning(
+        "deletions allowed past the guard", tables=tables, base_seq=base.seq, reason=reason
+    )
+    return [lake.allow_deletes_key(base.seq, table) for table in tables]
 
 
 def extract_table(
@@ -172,6 +215,8 @@ def _extract(
         horizon = read_horizon(conn, safety_lag_s=options.safety_lag_s, margin_s=options.margin_s)
         # Before any file is written: a refused watermark leaves the lake as it was.
         check_base(base, horizon, tolerance_s=options.clock_tolerance_s)
+        # Read before the snapshot: a DELETE they do not count yet is counted by the next run.
+        marks = source_marks(conn, options.schema)
         if horizon.method == "safety_lag":
             log.warning(
                 "cannot see other sessions' transactions (needs pg_read_all_stats):"
@@ -181,7 +226,16 @@ def _extract(
         begin_snapshot(conn)
         tables = discover_tables(conn, options.schema)
         snapshot_id = export_snapshot(conn)
-        run = _Run(settings, run_id, options, s3, conn, snapshot_id, datetime.now(UTC), log)
+        reconciler = Reconciler(
+            conn, s3, bucket, base=base, seq=seq, run_id=run_id, detected_at=horizon.now,
+            options=options.reconcile, log=log,
+        )  # fmt: skip
+        # Before any file is written: a refused deletion (DeletionsRefused) leaves the lake
+        # as it was.
+        reconciler.plan(tables, marks)
+        run = _Run(
+            settings, run_id, options, s3, conn, snapshot_id, datetime.now(UTC), log, reconciler
+        )
         entries: list[TableEntry] = []
         results: list[TableResult] = []
         for table in tables:
@@ -198,12 +252,18 @@ def _extract(
     )
     committed = lake.commit_manifest(s3, bucket, manifest)
     duration = round(time.perf_counter() - started, 3)
-    result = ExtractResult(run_id, seq, committed, results, duration, horizon.method)
+    result = ExtractResult(
+        run_id, seq, committed, results, duration, horizon.method,
+        round(reconciler.seconds, 3), round(reconciler.content_seconds, 3),
+        reconciler.bytes_written,
+    )  # fmt: skip
     if committed:
         log.info(
             "extract committed",
             seq=seq,
             rows=result.rows,
+            deleted=result.deleted,
+            silent=sum(t.silent for t in results),
             bytes=sum(t.bytes for t in results),
             duration_s=duration,
             watermark=horizon.high,
@@ -230,6 +290,8 @@ class _Run:
     snapshot_id: str
     day: datetime
     log: Any
+    reconciler: Reconciler | None = None
+    keys_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def table(
         self, table: Table, base: Manifest | None, horizon: Horizon
@@ -253,14 +315,33 @@ class _Run:
             return lake.part_key(table.name, self.run_id, self.day, part)
 
         slices = self._slices(table, low)
+        shipped: list[pa.Array] = []
         if len(slices) == 1:
-            files = self._write(self.conn, table, slices[0], next_key, carry)
+            files = self._write(self.conn, table, slices[0], next_key, carry, shipped)
         else:
             with ThreadPoolExecutor(len(slices), thread_name_prefix=table.name) as pool:
                 chunks = pool.map(
-                    lambda s: self._write_on_own_connection(table, s, next_key, carry), slices
+                    lambda s: self._write_on_own_connection(table, s, next_key, carry, shipped),
+                    slices,
                 )
                 files = sorted(itertools.chain.from_iterable(chunks), key=lambda f: f.key)
+        reconciled, silent = (
+            self.reconciler.finish(table, _keys(shipped))
+            if self.reconciler is not None
+            else (None, [])
+        )
+        if silent:
+            # Rows changed without last_updated moving: shipped again, whole, from the same
+            # snapshot, after the stream's parts (never through the carry: their
+            # (key, last_updated) may be one the carry already lists).
+            files += write_parts(
+                stream_batches(self.conn, table, Slice(None, keys=tuple(silent))),
+                table.arrow_schema,
+                s3=self.s3,
+                bucket=self.settings.ingestion_bucket,
+                key_for=next_key,
+                rows_per_file=self.options.rows_per_file,
+            )
         carried = carry.next_carry()
         carry_entry = (
             write_carry(
@@ -285,6 +366,8 @@ class _Run:
             watermark_low=low,
             watermark=high,
             streams=len(slices),
+            deleted=reconciled.deleted if reconciled else 0,
+            silent=len(silent),
         )
         entry = TableEntry(
             table=table.name,
@@ -295,11 +378,18 @@ class _Run:
             rows=rows,
             files=tuple(files),
             carry=carry_entry,
+            reconcile=reconciled,
         )
-        return entry, TableResult(table.name, rows, len(files), size, low, high, duration)
+        return entry, TableResult(
+            table.name, rows, len(files), size, low, high, duration,
+            reconciled.deleted if reconciled else 0, len(silent),
+        )  # fmt: skip
 
     def _slices(self, table: Table, low: str | None) -> list[Slice]:
-        """One slice, or key ranges of a large table with a single integer key."""
+        """One slice, or key ranges of a large table with a single integer key. A window read
+        through the last_updated index is one slice: each key range would read all of it."""
+        if low is not None and watermark_index(self.conn, table):
+            return [Slice(low, by_index=True)]
         whole = Slice(low)
         if self.options.workers < 2 or integer_key(table) is None:
             return [whole]
@@ -311,11 +401,21 @@ class _Run:
         return [Slice(low, None, start, start + step) for start in range(first, last + 1, step)]
 
     def _write(
-        self, conn: Any, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
+        self,
+        conn: Any,
+        table: Table,
+        rows: Slice,
+        next_key: Callable[[], str],
+        carry: Carry,
+        shipped: list[pa.Array] | None = None,
     ) -> list[DataFile]:
-        batches = stream_batches(conn, table, rows)
+        batches: Iterator[pa.RecordBatch] = (
+            carry.filter(batch) for batch in stream_batches(conn, table, rows)
+        )
+        if shipped is not None and integer_key(table) is not None:
+            batches = batches_keys(batches, integer_key(table) or "", shipped, self.keys_lock)
         return write_parts(
-            (carry.filter(batch) for batch in batches),
+            batches,
             table.arrow_schema,
             s3=self.s3,
             bucket=self.settings.ingestion_bucket,
@@ -324,15 +424,27 @@ class _Run:
         )
 
     def _write_on_own_connection(
-        self, table: Table, rows: Slice, next_key: Callable[[], str], carry: Carry
+        self,
+        table: Table,
+        rows: Slice,
+        next_key: Callable[[], str],
+        carry: Carry,
+        shipped: list[pa.Array] | None = None,
     ) -> list[DataFile]:
         conn = self.settings.totesys_connection(application_name="totes-extract", timeout=None)
         try:
             # The same snapshot as the main transaction: the slices add up to one consistent
             # read, whatever commits meanwhile.
             begin_snapshot(conn, self.snapshot_id)
-            files = self._write(conn, table, rows, next_key, carry)
+            files = self._write(conn, table, rows, next_key, carry, shipped)
             conn.run("rollback")
             return files
         finally:
             db.close(conn)
+
+
+def _keys(shipped: list[pa.Array]) -> pa.Array | None:
+    """The keys the stream shipped, as one array (None: none)."""
+    parts = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in shipped]
+    parts = [p.cast(pa.int64()) for p in parts if len(p)]
+    return pa.concat_arrays(parts) if parts else None

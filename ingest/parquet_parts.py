@@ -48,6 +48,33 @@ def write_parts(
         return parts.files
 
 
+def open_writer(where: Any, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer as the extract writes its parts (the loader's benchmark makes its file
+    with it too).
+
+    No dictionary pages: most columns are near-unique (keys, timestamps, prices), where trying
+    a dictionary first doubles the write time and grows the file (~20% larger for
+    sales_order); zstd alone compresses the repetitive ones well. Integers, dates and
+    timestamps are delta-encoded (DELTA_BINARY_PACKED, standard Parquet since format 2.2):
+    keys and timestamps rise, so their deltas are small, and sales_order's file is 25% smaller
+    and faster to write and to read than with plain pages. No min/max statistics: nothing reads
+    them (the loader reads every row; the manifest holds the watermarks), and they were a
+    quarter of the write time."""
+    delta = [
+        f.name
+        for f in schema
+        if pa.types.is_integer(f.type) or pa.types.is_date(f.type) or pa.types.is_timestamp(f.type)
+    ]
+    return pq.ParquetWriter(
+        where,
+        schema,
+        compression=COMPRESSION,
+        use_dictionary=False,
+        write_statistics=False,
+        column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
+    )
+
+
 class _Parts:
     """The part file being written (a local temporary file) and the ones uploaded so far."""
 
@@ -63,12 +90,7 @@ class _Parts:
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.writer is None:
-            # No dictionary pages: most columns are near-unique (keys, timestamps, prices), where
-            # trying a dictionary first doubles the write time and grows the file (~20%
-            # larger for sales_order); zstd alone compresses the repetitive ones well.
-            self.writer = pq.ParquetWriter(
-                self.path, self.schema, compression=COMPRESSION, use_dictionary=False
-            )
+            self.writer = open_writer(self.path, self.schema)
         # Each CSV block arrives as one batch (~100k rows): one row group per batch.
         self.writer.write_batch(batch)
         self.rows += batch.num_rows

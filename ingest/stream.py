@@ -35,12 +35,15 @@ WATERMARK_COLUMN = "last_updated"
 class Slice:
     """Which rows of a table: `low <= last_updated` (low None: from the beginning), below
     `high` when one is given, optionally only primary keys in `[key_low, key_high)`
-    (integer single-column keys). The pipeline reads with no `high`: every visible row."""
+    (integer single-column keys), or only the rows whose key is in `keys` (the silent
+    versions reconciliation found). The pipeline reads with no `high`: every visible row."""
 
     low: str | None
     high: str | None = None
     key_low: int | None = None
     key_high: int | None = None
+    keys: tuple[int, ...] | None = None
+    by_index: bool = False  # read the `low` window through the table's last_updated index
 
 
 class StreamError(RuntimeError):
@@ -55,6 +58,7 @@ def stream_batches(
     `conn` must be inside the transaction whose snapshot is being extracted; the COPY runs on
     it from a helper thread while this generator is consumed. If the stream fails or is
     abandoned, `conn` is closed (it is mid-COPY)."""
+    planner = _prefer_index(conn) if rows.by_index and rows.low is not None else None
     sql = _bind_slice(conn, table, rows)
     source = _BlockQueue(depth=QUEUE_DEPTH)
     copier = threading.Thread(
@@ -76,6 +80,44 @@ def stream_batches(
         copier.join()
     if source.error is not None:
         raise StreamError(f"streaming {table.schema}.{table.name} failed: {source.error}")
+    if planner is not None:  # the next table's read chooses for itself again
+        conn.run("select set_config('enable_seqscan', :value, true)", value=planner)
+
+
+def watermark_index(conn: Any, table: Table) -> bool:
+    """Whether the table has a valid btree index led by `last_updated`. With one, a run's
+    window (`low <= last_updated`, a few hundred rows of millions) is read by an index range
+    scan; without one, by a sequential scan of the whole table (still correct, just slower:
+    the extract never needs more than read access, so it cannot create one; ingest/README.md)."""
+    [[found]] = conn.run(
+        _WATERMARK_INDEX_SQL, schema=table.schema, table=table.name, column=WATERMARK_COLUMN
+    )
+    return bool(found)
+
+
+_WATERMARK_INDEX_SQL = """
+select exists (
+    select 1
+    from pg_catalog.pg_index i
+    join pg_catalog.pg_class c on c.oid = i.indrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    join pg_catalog.pg_class ic on ic.oid = i.indexrelid
+    join pg_catalog.pg_am am on am.oid = ic.relam
+    join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
+    where n.nspname = :schema and c.relname = :table and a.attname = :column
+      and am.amname = 'btree' and i.indisvalid and i.indpred is null
+)
+"""
+
+
+def _prefer_index(conn: Any) -> str:
+    """Steer this transaction's next COPY to the last_updated index; returns the setting to
+    put back. Needed because COPY takes no parameters: the window's `low` reaches the query
+    through set_config (values stay bound), so the planner cannot see it and guesses a third
+    of the table, which a sequential scan wins. A table without the index is scanned anyway."""
+    [[before]] = conn.run("select current_setting('enable_seqscan')")
+    conn.run("select set_config('enable_seqscan', 'off', true)")
+    return str(before)
 
 
 def integer_key(table: Table) -> str | None:
@@ -116,6 +158,9 @@ def _bind_slice(conn: Any, table: Table, rows: Slice) -> str:
         values["key_low"] = (str(rows.key_low), "bigint")
         values["key_high"] = (str(rows.key_high), "bigint")
         where += [f"{key} >= p.key_low", f"{key} < p.key_high"]
+    if rows.keys is not None:
+        values["keys"] = ("{" + ",".join(str(int(k)) for k in rows.keys) + "}", "bigint[]")
+        where.append(f"t.{quote_ident(table.primary_key[0])} = any(p.keys)")
     for name, (value, _) in values.items():
         conn.run("select set_config(:name, :value, true)", name=f"totes.{name}", value=value)
     bound = (
@@ -155,7 +200,7 @@ def _combined(parts: list[pa.Table], target: pa.Schema) -> pa.RecordBatch:
 
 
 def _copy_into(conn: Any, sql: str, source: _BlockQueue, block_bytes: int) -> None:
-    blocks = copy_out(conn, sql, block_bytes=block_bytes)
+    blocks = copy_out(conn, sql, block_bytes=block_bytes, padded=True)
     try:
         for block in blocks:
             source.put(block)

@@ -1,19 +1,28 @@
-"""Parquet → Arrow record batches → CSV bytes → `COPY … FROM STDIN`: the bulk path.
+"""Parquet → Arrow record batches → `COPY … FROM STDIN`: the bulk path.
 
-Why CSV: pg8000 speaks COPY in text or CSV, and Arrow's C++ CSV writer turns a record batch
-into CSV far faster than any Python loop. `quoting_style="all_valid"` quotes every non-null
-value, so an unquoted empty field is NULL and a quoted "" is the empty string: Postgres CSV
-COPY then keeps NULL and '' apart. Timestamps print with their unit's full fraction
-(`…00.000` for `timestamp[ms]`), so zero milliseconds survive.
+Binary COPY first (`lambda_loader.pgbinary`): the server parses it at about half the CPU of
+the same rows as CSV, and the server's parsing is what a bulk load waits for. Each value goes
+in the binary form of the raw column's type as the catalog has it now.
+
+CSV when the binary encoder cannot write a file exactly (a numeric of more than 18 digits,
+nanosecond timestamps, …). Arrow's C++ CSV writer turns a record batch into CSV far faster
+than any Python loop. Its default quoting ("needed") quotes every string value and no other:
+an unquoted empty field is NULL and a quoted "" is the empty string, so Postgres CSV COPY keeps
+NULL and '' apart (tests/lambda_loader/test_copyin.py pins it), while numbers, dates and
+timestamps travel unquoted. Timestamps print with their unit's full fraction (`…00.000` for
+`timestamp[ms]`), so zero milliseconds survive.
+
+Either way only the data columns travel: the lineage columns (the same four values on every
+row of a file) take theirs from their DEFAULTs, which read what `bind_lineage` set for the
+transaction (lambda_loader/rawschema.py).
 
 Why chunks: pg8000 sends each item of an iterable as one CopyData message; ~1 MB items keep the
-per-message overhead negligible, while a file object would be sent in 8 KiB pieces.
-Memory is bounded by one record batch and its CSV rendering.
+per-message overhead negligible, while a file object would be sent in 8 KiB pieces. Memory is
+bounded by one record batch and its rendering, a few of them ahead of the socket.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,15 +35,18 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lambda_loader import pgbinary
 from lambda_loader.errors import FileCheckError
-from lambda_loader.rawschema import LINEAGE_NAMES, RAW_SCHEMA
+from lambda_loader.rawschema import LINEAGE_SETTINGS, RAW_SCHEMA, current_columns
 from runtime.db import qualified, quote_ident
 from runtime.pg_types import Column
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 131_072  # the extract's row group size: one batch per row group
 CHUNK_BYTES = 1 << 20
 PREFETCH = 4  # chunks rendered ahead of the socket: ~4 MB
-_CSV = pacsv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=BATCH_ROWS)
+CSV_OPTIONS = pacsv.WriteOptions(
+    include_header=False, quoting_style="needed", batch_size=BATCH_ROWS
+)
 
 # Called with (file key, chunk number) before each chunk goes to the server: a fault-injection
 # point for crash tests (kill the process or the backend mid-COPY).
@@ -50,16 +62,26 @@ class Lineage:
     source_file: str
     loaded_at: datetime
 
-    def arrays(self, length: int) -> list[pa.Array]:
-        # Constant strings, which Postgres casts on input: Arrow's CSV writer formats a
-        # zoned timestamp column some 100x slower than a string column, per row.
-        values = (
-            str(self.manifest_seq),
-            self.run_id,
-            self.source_file,
-            self.loaded_at.isoformat(timespec="microseconds"),
-        )
-        return [pa.repeat(pa.scalar(v, pa.string()), length) for v in values]
+    def settings(self) -> dict[str, str]:
+        """The values as text, by the setting their column's DEFAULT reads."""
+        return {
+            LINEAGE_SETTINGS["_manifest_seq"]: str(self.manifest_seq),
+            LINEAGE_SETTINGS["_run_id"]: self.run_id,
+            LINEAGE_SETTINGS["_source_file"]: self.source_file,
+            # With its offset: the same instant whatever the session's time zone.
+            LINEAGE_SETTINGS["_loaded_at"]: self.loaded_at.isoformat(timespec="microseconds"),
+        }
+
+
+def bind_lineage(conn: pg8000.native.Connection, lineage: Lineage) -> None:
+    """Set the lineage values for the rest of the current transaction (`set_config(…, true)`:
+    outside a transaction they would be gone before the COPY, which the NOT NULL refuses)."""
+    values = list(lineage.settings().items())
+    conn.run(
+        "SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(values))),
+        **{f"n{i}": name for i, (name, _) in enumerate(values)},
+        **{f"v{i}": value for i, (_, value) in enumerate(values)},
+    )
 
 
 def copy_parquet(
@@ -72,15 +94,21 @@ def copy_parquet(
     manifest_key: str,
     hook: ChunkHook | None = None,
 ) -> int:
-    """COPY every row of `parquet` into raw.<table>; returns the rows the server took."""
-    names = [c.name for c in columns] + list(LINEAGE_NAMES)
-    column_list = ", ".join(quote_ident(n) for n in names)
-    sql = (
-        f"COPY {qualified(RAW_SCHEMA, table)} ({column_list}) "
-        "FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
-    )
+    """COPY every row of `parquet` into raw.<table>; returns the rows the server took.
+
+    Runs inside the caller's transaction, on a raw table `rawschema.ensure_table` prepared."""
     batches = checked_batches(parquet, columns, lineage.source_file, manifest_key)
-    chunks = prefetched(csv_chunks(with_lineage(batches, lineage)))
+    encoder = pgbinary.encoder_for(columns, current_columns(conn, table), parquet.schema_arrow)
+    if encoder is not None:
+        names, options = encoder.copy_columns, "FORMAT binary"
+        rendered = encoder.chunks(batches, CHUNK_BYTES)
+    else:
+        names, options = [c.name for c in columns], "FORMAT csv, ENCODING 'UTF8'"
+        rendered = csv_chunks(batches)
+    column_list = ", ".join(quote_ident(n) for n in names)
+    sql = f"COPY {qualified(RAW_SCHEMA, table)} ({column_list}) FROM STDIN WITH ({options})"
+    bind_lineage(conn, lineage)
+    chunks = prefetched(rendered)
     try:
         conn.run(sql, stream=_announced(chunks, lineage.source_file, hook))
     finally:
@@ -104,24 +132,12 @@ def checked_batches(
         yield batch
 
 
-def with_lineage(batches: Iterable[pa.RecordBatch], lineage: Lineage) -> Iterator[pa.RecordBatch]:
-    names = list(LINEAGE_NAMES)
-    cached: dict[int, list[pa.Array]] = {}
-    for batch in batches:
-        extra = cached.get(batch.num_rows)
-        if extra is None:
-            extra = cached[batch.num_rows] = lineage.arrays(batch.num_rows)
-        yield pa.RecordBatch.from_arrays(
-            [*batch.columns, *extra], names=[*batch.schema.names, *names]
-        )
-
-
 def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[memoryview]:
     """CSV renderings of the batches, cut into pieces of at most CHUNK_BYTES."""
     for batch in batches:
-        buffer = io.BytesIO()
-        pacsv.write_csv(batch, buffer, _CSV)
-        view = buffer.getbuffer()
+        sink = pa.BufferOutputStream()  # Arrow's own buffer: no Python write call per piece
+        pacsv.write_csv(batch, sink, CSV_OPTIONS)
+        view = memoryview(sink.getvalue())
         for start in range(0, len(view), CHUNK_BYTES):
             yield view[start : start + CHUNK_BYTES]
 

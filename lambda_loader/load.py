@@ -19,7 +19,7 @@ from typing import Any
 
 import pg8000.native
 
-from lambda_loader import copyin, failures, fetch, ledger, metrics, rawschema
+from lambda_loader import copyin, deletions, failures, fetch, ledger, metrics, rawschema
 from lambda_loader.errors import FileCheckError, LoadFailed, ManifestError, ManifestLoadError
 from lambda_loader.result import LoadResult
 from runtime import lake, logs
@@ -68,6 +68,10 @@ def run_load(
                 result.bytes += sum(f.bytes for t in loaded.tables for f in t.files)
                 for entry in loaded.tables:
                     result.rows[entry.table] = result.rows.get(entry.table, 0) + entry.rows
+                    if entry.reconcile is not None and entry.reconcile.deleted:
+                        result.deleted[entry.table] = (
+                            result.deleted.get(entry.table, 0) + entry.reconcile.deleted
+                        )
         finally:
             _close(conn)
     log.info(
@@ -95,6 +99,7 @@ def prepare(conn: pg8000.native.Connection) -> None:
     try:
         ledger.lock(conn)
         ledger.create_tables(conn)
+        deletions.create_table(conn)
         failures.create_tables(conn)
         conn.run("COMMIT")
     except BaseException:
@@ -136,6 +141,7 @@ def _load_manifest(
             return None
         loaded_at = ledger.transaction_time(conn)
         rows: dict[str, int] = {}
+        deleted: dict[str, int] = {}
         for entry in doc.tables:
             changes = rawschema.ensure_table(conn, entry, key, seq)
             if changes.any or changes.missing_from_source:
@@ -154,6 +160,9 @@ def _load_manifest(
                 rows[entry.table] += _load_file(
                     conn, s3, bucket, doc, entry, data_file, run_id, loaded_at, log, hook
                 )
+            if entry.reconcile is not None and entry.reconcile.deletions is not None:
+                progress.file = entry.reconcile.deletions.key
+                deleted[entry.table] = deletions.load(conn, s3, bucket, doc, entry, loaded_at)
             progress.file = None
         ledger.record_loaded(conn, doc, rows, loaded_at)
         failures.resolve(conn, seq, "loaded")
@@ -165,6 +174,7 @@ def _load_manifest(
         rows=sum(rows.values()),
         bytes=sum(f.bytes for t in doc.tables for f in t.files),
         tables=rows,
+        deleted=deleted,
         duration_s=timer.seconds,
     )
     return doc

@@ -43,6 +43,14 @@ LINEAGE = (
     ("_loaded_at", "timestamp with time zone"),
 )
 LINEAGE_NAMES = tuple(name for name, _ in LINEAGE)
+# Each lineage column's DEFAULT reads the value the loader sets for its transaction
+# (`set_config(LINEAGE_SETTINGS[name], value, true)`, lambda_loader/copyin.py), so COPY sends
+# only the data columns: the lineage strings were more than half of a narrow table's bytes.
+# The functions are IMMUTABLE on purpose: the planner then evaluates each once per COPY (or
+# INSERT) statement, a constant for all its rows; evaluated per row, they cost the server about
+# as much as parsing the values. An unset value is NULL, which the NOT NULL refuses.
+LINEAGE_SETTINGS = {name: f"totes.lineage{name}" for name in LINEAGE_NAMES}
+LINEAGE_DEFAULTS = {name: f"{RAW_SCHEMA}._lineage{name}()" for name in LINEAGE_NAMES}
 
 
 @dataclass
@@ -70,11 +78,17 @@ def ensure_table(
     existing = current_columns(conn, entry.table)
     changes = TableChanges()
     if not existing:
+        create_lineage_functions(conn)
         columns = [f"{quote_ident(n)} {t.sql}" for n, t in wanted.items()]
-        columns += [f"{quote_ident(n)} {t} NOT NULL" for n, t in LINEAGE]
+        columns += [
+            f"{quote_ident(n)} {t} NOT NULL DEFAULT {LINEAGE_DEFAULTS[n]}" for n, t in LINEAGE
+        ]
         conn.run(f"CREATE TABLE {table} ({', '.join(columns)})")
+        index_manifest_seq(conn, entry.table)
         changes.created = True
         return changes
+    index_manifest_seq(conn, entry.table)  # a table created before the index existed
+    ensure_lineage_defaults(conn, entry.table)  # ... or before the lineage defaults
     widen: dict[str, tuple[rawtypes.RawType, rawtypes.RawType]] = {}
     for name, want in wanted.items():
         have = existing.get(name)
@@ -103,6 +117,56 @@ def ensure_table(
         n for n in existing if n not in wanted and n not in LINEAGE_NAMES
     ]
     return changes
+
+
+def index_manifest_seq(conn: pg8000.native.Connection, table: str) -> None:
+    """A BRIN index on `_manifest_seq`, if the table has none: dbt reads raw by
+    `_manifest_seq > N` (its incremental models, the tests of a build's new rows), and with it
+    reads only the newest block ranges instead of the whole table. BRIN because raw is
+    append-only in seq order: each range's min/max is tight, the index is a few pages, and a
+    COPY barely pays for it. The catalog is looked at first: CREATE INDEX IF NOT EXISTS would
+    still lock the table."""
+    name = f"{table}__manifest_seq"
+    if conn.run("SELECT to_regclass(:name) IS NULL", name=qualified(RAW_SCHEMA, name))[0][0]:
+        conn.run(
+            f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON {qualified(RAW_SCHEMA, table)}"
+            " USING brin (_manifest_seq)"
+        )
+
+
+def create_lineage_functions(conn: pg8000.native.Connection) -> None:
+    """The lineage defaults' functions (LINEAGE_DEFAULTS), created or replaced."""
+    for name, sql_type in LINEAGE:
+        value = f"nullif(current_setting('{LINEAGE_SETTINGS[name]}', true), '')::{sql_type}"
+        conn.run(
+            f"CREATE OR REPLACE FUNCTION {LINEAGE_DEFAULTS[name]} RETURNS {sql_type}"
+            f" LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {value} $$"
+        )
+
+
+def ensure_lineage_defaults(conn: pg8000.native.Connection, table: str) -> None:
+    """Give an existing raw table's lineage columns their defaults, if it has not got them (a
+    table made before they existed): a catalog-only ALTER, once; afterwards this only reads."""
+    rows = conn.run(
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE a.attrelid = to_regclass(:table) AND a.attname = ANY(CAST(:names AS text[]))"
+        " AND NOT a.attisdropped",
+        table=qualified(RAW_SCHEMA, table),
+        names=list(LINEAGE_NAMES),
+    )
+    schema = f"{RAW_SCHEMA}."  # pg_get_expr leaves it out when raw is on the search path
+    have = {name: (default or "").removeprefix(schema) for name, default in rows}
+    missing = [n for n in LINEAGE_NAMES if have.get(n) != LINEAGE_DEFAULTS[n].removeprefix(schema)]
+    if not missing:
+        return
+    create_lineage_functions(conn)
+    conn.run(
+        f"ALTER TABLE {qualified(RAW_SCHEMA, table)} "
+        + ", ".join(
+            f"ALTER COLUMN {quote_ident(n)} SET DEFAULT {LINEAGE_DEFAULTS[n]}" for n in missing
+        )
+    )
 
 
 def _blocked(

@@ -13,6 +13,7 @@ class LoadResult:
     run_id: str
     loaded: list[int] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)  # keys into raw._deletions, per table
     bytes: int = 0
     already_loaded: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)

@@ -38,8 +38,9 @@ def partition_location(bucket: str, table: str, day: date) -> str:
     return f"{table_location(bucket, table)}{day:%Y/%m/%d}/"
 
 
-def register(settings: Settings, table: str, schema: pa.Schema, day: date) -> None:
-    """Make sure the database, the table (with this schema) and the day's partition exist."""
+def register(settings: Settings, table: str, schema: pa.Schema, day: date | None) -> None:
+    """Make sure the database, the table (with this schema) and the day's partition exist
+    (`day` None: the table alone, so readers can query it before its first file)."""
     import awswrangler as wr
 
     database = database_name(settings)
@@ -60,14 +61,15 @@ def register(settings: Settings, table: str, schema: pa.Schema, day: date) -> No
                     description=f"Lake copy of marts.{table} (append-only Parquet files)",
                     boto3_session=session,
                 )
-            wr.catalog.add_parquet_partitions(
-                database=database,
-                table=table,
-                partitions_values={
-                    partition_location(settings.processed_bucket, table, day): [day.isoformat()]
-                },
-                boto3_session=session,
-            )
+            if day is not None:
+                wr.catalog.add_parquet_partitions(
+                    database=database,
+                    table=table,
+                    partitions_values={
+                        partition_location(settings.processed_bucket, table, day): [day.isoformat()]
+                    },
+                    boto3_session=session,
+                )
     except Exception as err:
         raise CatalogError(f"cannot register {database}.{table} in Glue: {err}") from err
 

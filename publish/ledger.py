@@ -1,11 +1,17 @@
 """The publish step's bookkeeping in the warehouse's `ops` schema, written by `publish.publish`
 only (never by dbt):
 
-- `ops.publish_ledger`: per fact, the highest surrogate key already in the processed bucket.
+- `ops.publish_ledger`: per fact (and `deletions`, published the same way), the highest
+  surrogate key (deletion id) already in the processed bucket.
 - `ops.publish_files`: every object the publish step intends to write (`pending`) or has written
   (`done`); a pending row is how a publish that crashed mid-way is finished by the next one.
 - `ops.publish_dim_state`: per dimension member, the hash of the row last published.
 - `ops.publish_dim_pending`: the members (and hashes) a pending dimension file holds.
+- `ops.publish_dim_checked`: per dimension, the dbt build of it (`ops.dbt_model_builds`) whose
+  result the publish step has compared already: a dimension no build has touched since is not
+  read again.
+- `ops.publish_glue`: the Glue partitions registered, with the table schema they were
+  registered under: a file for a registered day and an unchanged schema makes no Glue call.
 
 `ops.cycle_runs`, in the same schema, is the local cycle's (`totes.ops`).
 """
@@ -61,6 +67,24 @@ _DDL = (
         primary key (object_key, member_key)
     )
     """,
+    """
+    create table if not exists ops.publish_dim_checked (
+        table_name text primary key,
+        built_at timestamptz not null,
+        checked_at timestamptz not null,
+        version_id bigint  -- MEMBER_VERSIONS: the newest version its comparison covered
+    )
+    """,
+    "alter table ops.publish_dim_checked add column if not exists version_id bigint",
+    """
+    create table if not exists ops.publish_glue (
+        table_name text not null,
+        published_on date not null,
+        schema_hash text not null,
+        registered_at timestamptz not null,
+        primary key (table_name, published_on)
+    )
+    """,
 )
 
 
@@ -70,7 +94,8 @@ def ensure_schema(conn: pg8000.native.Connection) -> None:
 
 
 def published_through(conn: pg8000.native.Connection) -> dict[str, int]:
-    """Per fact, the highest surrogate key in the lake; empty before the first publish."""
+    """Per fact (and `deletions`), the highest surrogate key in the lake; empty before the
+    first publish."""
     if conn.run("select to_regclass('ops.publish_ledger') is null")[0][0]:
         return {}
     return {t: int(k) for t, k in conn.run("select table_name, last_key from ops.publish_ledger")}

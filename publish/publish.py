@@ -1,4 +1,5 @@
-"""The lake copy of the marts: new fact rows and changed dimension members as immutable Parquet.
+"""The lake copy of the marts: new fact rows, changed dimension members and new deletions as
+immutable Parquet.
 
 After a successful `dbt build`, every mart table gets new files in the processed bucket, one
 prefix per table, registered in the Glue Data Catalog (see `publish.glue`); the tables are
@@ -6,12 +7,17 @@ prefix per table, registered in the Glue Data Catalog (see `publish.glue`); the 
 
     marts/<fact>/<yyyy>/<mm>/<dd>/<first_key:010d>-<last_key:010d>.parquet
     marts/<dim>/<yyyy>/<mm>/<dd>/<run_id>-<content digest>.parquet
+    marts/deletions/<yyyy>/<mm>/<dd>/<first_id:010d>-<last_id:010d>.parquet
 
 Facts: the rows whose surrogate key is above the table's `ops.publish_ledger.last_key`, exactly
-once. Dimensions (which have no version key): the members whose row hash (`md5` of the whole
-row) differs from the one in `ops.publish_dim_state`, plus new members (new dates in dim_date);
-each dim file also carries `published_at`, so the newest file holding a member has its current
-values. Columns otherwise are the mart's, with the types of `runtime.pg_arrow` (time as text).
+once. Deletions (`marts.deletions`, one row per source row deleted) are published the same way,
+by ranges of their deletion id, after the facts: a reader who sees a deletion also sees every
+version it ends. Dimensions (which have no version key): the members whose row hash (`md5` of
+the whole row) differs from the one in `ops.publish_dim_state`, plus new members (new dates in
+dim_date); each dim file also carries `published_at`, so the newest file holding a member has
+its current values. A deleted member stays in its dimension's files, as in the warehouse (its
+deletion is in `deletions`). Columns otherwise are the mart's, with the types of
+`runtime.pg_arrow` (time as text).
 
 Exactly once, crash-safe, never overwriting. Each file is first planned in `ops.publish_files`
 (status `pending`, with its key range or its members) and committed; then the object is put with
@@ -37,7 +43,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from publish import glue, ledger
-from publish.marts import DIMENSIONS, FACTS
+from publish.marts import DELETIONS, DIMENSIONS, FACTS, MEMBER_VERSIONS, VERSIONS_SCHEMA
 from publish.marts import SCHEMA as MARTS
 from publish.objects import PublishError, put_once
 from runtime import logs, pg_arrow
@@ -89,7 +95,8 @@ def publish(
     today: date | None = None,
     after_upload: UploadHook | None = None,
 ) -> PublishResult:
-    """Publish every dimension's changed members, then every fact's new rows.
+    """Publish every dimension's changed members, then every fact's new rows, then the new
+    deletions.
 
     `today` names the date folder of new files (default: the UTC date). `after_upload` is a test
     hook called after each object is uploaded and before its ledger update: raising from it is
@@ -100,7 +107,9 @@ def publish(
         raise PublishError("PROCESSED_BUCKET is not set: nowhere to publish the marts")
     day = today or datetime.now(UTC).date()
     log = logs.run_logger("publish.publish", run_id)
-    conn = settings.warehouse_connection()
+    # No socket timeout: hashing a dimension of millions of members, or reading a fact's first
+    # million rows, can outlast the default 30 s on a loaded machine without anything being wrong.
+    conn = settings.warehouse_connection(timeout=None)
     try:
         ledger.ensure_schema(conn)
         conn.run("select pg_advisory_lock(:key)", key=_PUBLISH_LOCK)
@@ -111,6 +120,9 @@ def publish(
                 done += target.dimension(dim, member_key)
             for fact, surrogate in FACTS.items():
                 done += target.fact(fact, surrogate)
+            for table, deletion_id in DELETIONS.items():
+                target.catalogued(table)
+                done += target.fact(table, deletion_id)  # append-only by id, like a fact
         finally:
             conn.run("select pg_advisory_unlock(:key)", key=_PUBLISH_LOCK)
     finally:
@@ -134,18 +146,28 @@ class _Target:
     log: logs.RunLogger
 
     def fact(self, table: str, surrogate: str) -> list[PublishedFile]:
-        """Finish any planned file, plan files for the keys above the ledger, write them."""
+        """Finish any planned file, plan files for the keys above the ledger, write them: for
+        any append-only mart whose integer key only grows (a fact, `deletions`)."""
         columns = pg_arrow.table_columns(self.conn, MARTS, table)
         published = self._finish_facts(table, surrogate, columns)
         self._plan_facts(table, surrogate)
         return published + self._finish_facts(table, surrogate, columns)
 
     def dimension(self, table: str, member_key: str) -> list[PublishedFile]:
-        """Settle a planned file left by a crash, then publish the members that changed."""
+        """Settle a planned file left by a crash, then publish the members that changed: unless
+        no dbt build has touched the dimension since this step last compared it."""
         self._settle_dimension(table)
+        built, rebuilt = self._last_build(table)
+        checked, seen = self._last_checked(table)
+        if built is not None and built == checked:
+            return []
+        # Read before the comparison: versions added meanwhile are compared next time.
+        newest = self._newest_version(table)
+        narrow = seen is not None and built is not None and (rebuilt is None or rebuilt <= checked)
         columns = pg_arrow.table_columns(self.conn, MARTS, table)
-        changed = self._changed_members(table, member_key, columns)
+        changed = self._changed_members(table, member_key, columns, seen if narrow else None)
         if changed.num_rows == 0:
+            self._checked(table, built, newest)
             return []
         members = changed.column("_member_key").to_pylist()
         hashes = changed.column("_row_hash").to_pylist()
@@ -173,7 +195,69 @@ class _Target:
         )
         file = self._upload(table, key, body)
         self._finalise_dimension(table, key)
+        self._checked(table, built, newest)
         return [file]
+
+    def catalogued(self, table: str) -> None:
+        """Register `table` in Glue before its first file, once: lake readers anti-join
+        `deletions` before the source has deleted anything (recorded like a registered day,
+        under a schema hash no file has, so the first file still registers its partition)."""
+        if self.conn.run("select 1 from ops.publish_glue where table_name = :t limit 1", t=table):
+            return
+        schema = pg_arrow.schema_of(pg_arrow.table_columns(self.conn, MARTS, table))
+        glue.register(self.settings, table, schema, None)
+        self.conn.run(
+            "insert into ops.publish_glue (table_name, published_on, schema_hash, registered_at)"
+            " values (:t, :day, :h, clock_timestamp()) on conflict (table_name, published_on)"
+            " do nothing",
+            t=table,
+            day=self.day,
+            h="table only",
+        )
+
+    def _last_build(self, table: str) -> tuple[datetime | None, datetime | None]:
+        """When dbt last built `table`, and last re-derived all of it (its post-hook's record,
+        committed with the model); None when nothing says so (a warehouse built before the
+        record existed): then it is read whole."""
+        if self.conn.run("select to_regclass('ops.dbt_model_builds') is null")[0][0]:
+            return None, None
+        found = self.conn.run(
+            "select built_at, rebuilt_at from ops.dbt_model_builds where model = :t", t=table
+        )
+        return (found[0][0], found[0][1]) if found else (None, None)
+
+    def _last_checked(self, table: str) -> tuple[datetime | None, int | None]:
+        """The build this step last compared `table` after, and the newest version of its
+        members that comparison covered (MEMBER_VERSIONS only)."""
+        found = self.conn.run(
+            "select built_at, version_id from ops.publish_dim_checked where table_name = :t",
+            t=table,
+        )
+        return (found[0][0], found[0][1]) if found else (None, None)
+
+    def _newest_version(self, table: str) -> int | None:
+        versions = MEMBER_VERSIONS.get(table)
+        if versions is None:
+            return None
+        [[newest]] = self.conn.run(
+            f"select coalesce(max(version_id), 0) from {qualified(VERSIONS_SCHEMA, versions)}"  # noqa: S608 - identifiers quoted
+        )
+        return int(newest)
+
+    def _checked(self, table: str, built: datetime | None, newest: int | None) -> None:
+        """Everything the build at `built` left in `table` is published (read before the
+        comparison: a build that lands meanwhile is newer, and compared next time)."""
+        if built is None:
+            return
+        self.conn.run(
+            "insert into ops.publish_dim_checked (table_name, built_at, checked_at, version_id)"
+            " values (:t, :built, clock_timestamp(), :newest) on conflict (table_name) do update"
+            " set built_at = excluded.built_at, checked_at = excluded.checked_at,"
+            " version_id = excluded.version_id",
+            t=table,
+            built=built,
+            newest=newest,
+        )
 
     # ---- facts ---------------------------------------------------------------------------------
 
@@ -254,16 +338,30 @@ class _Target:
     # ---- dimensions ----------------------------------------------------------------------------
 
     def _changed_members(
-        self, table: str, member_key: str, columns: Sequence[pg_arrow.Column]
+        self,
+        table: str,
+        member_key: str,
+        columns: Sequence[pg_arrow.Column],
+        after_version: int | None = None,
     ) -> pa.Table:
-        """Mart rows whose hash differs from the published one, with `_member_key`, `_row_hash`."""
+        """Mart rows whose hash differs from the published one, with `_member_key`, `_row_hash`.
+        `after_version`: only members with a version above it (MEMBER_VERSIONS), found by the
+        versions model's indexes instead of hashing the whole dimension."""
         extra = [
             pg_arrow.Column("_member_key", "text", False),
             pg_arrow.Column("_row_hash", "text", False),
         ]
+        key = quote_ident(member_key)
+        only = (
+            f" where m.{key} in (select v.{key} from"  # noqa: S608 - quoted; an int (COPY binds nothing)
+            f" {qualified(VERSIONS_SCHEMA, MEMBER_VERSIONS[table])} v"
+            f" where v.version_id > {int(after_version)})"
+            if after_version is not None
+            else ""
+        )
         inner = (
-            f"select m.*, cast(m.{quote_ident(member_key)} as text) as _member_key,"  # noqa: S608 - identifiers quoted
-            f" md5(cast(m as text)) as _row_hash from {qualified(MARTS, table)} m"
+            f"select m.*, cast(m.{key} as text) as _member_key,"  # noqa: S608 - identifiers quoted
+            f" md5(cast(m as text)) as _row_hash from {qualified(MARTS, table)} m{only}"
         )
         query = (
             f"select {pg_arrow.select_list([*columns, *extra])} from ({inner}) t"  # noqa: S608 - identifiers quoted
@@ -316,7 +414,7 @@ class _Target:
         bucket = self.settings.processed_bucket
         with logs.Timer() as timer:
             written = put_once(self.s3, bucket, key, buffer.getvalue(), PARQUET_TYPE, self.run_id)
-            glue.register(self.settings, table, body.schema, _day_of(key))
+            self._register(table, body.schema, _day_of(key))
         file = PublishedFile(table, key, body.num_rows, already_there=not written)
         self.log.info(
             "mart file published",
@@ -330,6 +428,31 @@ class _Target:
         if self.after_upload:
             self.after_upload(file)
         return file
+
+    def _register(self, table: str, schema: pa.Schema, day: date) -> None:
+        """The Glue table and the day's partition, unless this step registered that day under
+        this schema already (a Glue round of four calls per file is most of a small publish).
+        Recorded after Glue said yes: a crash in between only registers it again."""
+        schema_hash = hashlib.sha256(str(schema).encode()).hexdigest()
+        done = self.conn.run(
+            "select 1 from ops.publish_glue"
+            " where table_name = :t and published_on = :day and schema_hash = :h",
+            t=table,
+            day=day,
+            h=schema_hash,
+        )
+        if done:
+            return
+        glue.register(self.settings, table, schema, day)
+        self.conn.run(
+            "insert into ops.publish_glue (table_name, published_on, schema_hash, registered_at)"
+            " values (:t, :day, :h, clock_timestamp()) on conflict (table_name, published_on)"
+            " do update set schema_hash = excluded.schema_hash,"
+            " registered_at = excluded.registered_at",
+            t=table,
+            day=day,
+            h=schema_hash,
+        )
 
     def _exists(self, key: str) -> bool:
         try:

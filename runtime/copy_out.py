@@ -7,11 +7,15 @@ same connection but reads the socket a megabyte at a time and strips the 5-byte 
 headers of each read at once with numpy (`copy_data_run`), so the client keeps up with the
 server. Every other message (CommandComplete, ErrorResponse, NoticeResponse, ParameterStatus,
 ReadyForQuery) goes to pg8000's own handler, so the connection's state is exactly what `run`
-would have left.
+would have left. For a parser that skips empty lines, `padded=True` does less still: the
+socket reads into each block's own buffer and the headers are overwritten with newlines where
+they are (`blank_copy_data_run`), so no row byte is copied again (cutting them out cost more
+than finding them).
 
 It uses pg8000's connection internals (`send_QUERY`, `_sock`, `message_types`), which is why
-pyproject.toml pins pg8000 to one minor version; tests/test_copy_out.py pins the behaviour
-(on unix sockets: a TLS connection reads through the same file object, untested here).
+pyproject.toml pins pg8000 to one minor version; tests/runtime/test_copy_out.py pins the
+behaviour (on unix sockets: a TLS connection reads through the same file object, untested
+here).
 """
 
 from __future__ import annotations
@@ -26,18 +30,29 @@ from pg8000.core import Context
 from pg8000.exceptions import InterfaceError
 
 READ_BYTES = 1 << 20  # socket read size
-BLOCK_BYTES = 4 << 20  # yield once this many bytes of rows are gathered
+BLOCK_BYTES = 16 << 20  # yield once this many bytes of rows are gathered
 
 _COPY_DATA = 0x64  # d
 _COPY_OUT_RESPONSE = 0x48  # H
 _COPY_DONE = 0x63  # c
 _READY_FOR_QUERY = 0x5A  # Z
+_NEWLINE = 0x0A
 _unpack_length = struct.Struct("!i").unpack_from
+_unpack_columns = struct.Struct("!h").unpack_from  # CopyOutResponse: after the format byte
 
 
-def copy_out(conn: Any, sql: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+def copy_out(
+    conn: Any, sql: str, *, block_bytes: int = BLOCK_BYTES, padded: bool = False
+) -> Iterator[Any]:
     """Run `sql` (a `COPY … TO STDOUT`) on `conn` and yield its output as blocks of whole rows
     (each at least `block_bytes` except the last), so every block parses on its own.
+
+    Blocks are bytes-like. `padded=True` (for CSV or text output read by a parser that skips
+    empty lines, as `runtime.pg_arrow.parse_copy_csv` does) leaves the rows where the socket
+    put them and overwrites the protocol's framing between them with newlines instead of cutting
+    it out: each row is then preceded by a few empty lines, and no byte is copied or moved. A
+    COPY of a single column falls back to the plain rows, as there an empty line is a row (a
+    NULL).
 
     A server error raises pg8000's DatabaseError after the server is ready again (the
     connection stays usable, the transaction aborted, as with `run`). If the caller stops
@@ -48,7 +63,10 @@ def copy_out(conn: Any, sql: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator
     context = Context(None)
     finished = False
     try:
-        yield from _blocks(conn, context, block_bytes)
+        if padded:
+            yield from _padded_blocks(conn, context, block_bytes)
+        else:
+            yield from _blocks(conn, context, block_bytes)
         finished = True
     finally:
         if not finished:
@@ -57,14 +75,19 @@ def copy_out(conn: Any, sql: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator
         raise context.error
 
 
-def _blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[bytes]:
+def _blocks(
+    conn: Any, context: Context, block_bytes: int, head: bytes | bytearray = b""
+) -> Iterator[bytes]:
+    """The COPY's blocks, rows only; `head`: bytes already read from the socket."""
     readinto = conn._sock.readinto1
     handlers = conn.message_types
     pending: list[Any] = []  # bytes-like pieces of rows, joined into each yielded block
     pending_bytes = 0
-    buf = bytearray(2 * READ_BYTES)  # reused: the socket reads straight into it
-    filled = pos = 0
+    buf = bytearray(max(2 * READ_BYTES, len(head)))  # reused: the socket reads straight into it
+    buf[: len(head)] = head
+    filled, pos = len(head), 0
     wanted = READ_BYTES  # more when one message is bigger than a read
+    read = not head  # what was read already is looked at before reading more
     while True:
         if pos:  # keep the unread tail (a cut message) at the front
             buf[: filled - pos] = buf[pos:filled]
@@ -72,7 +95,9 @@ def _blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[bytes]:
             pos = 0
         if len(buf) < filled + wanted:
             buf.extend(bytes(filled + wanted - len(buf)))
-        filled = _fill(readinto, buf, filled, filled + wanted)
+        if read:
+            filled = _fill(readinto, buf, filled, filled + wanted)
+        read = True
         wanted = READ_BYTES
         ready = False
         vectorised = True
@@ -109,6 +134,62 @@ def _blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[bytes]:
             return
 
 
+def _padded_blocks(conn: Any, context: Context, block_bytes: int) -> Iterator[Any]:
+    """`_blocks`, but each block is a buffer of its own that the socket read into, with its
+    framing overwritten by newlines: no byte of a row is copied after the socket's read."""
+    readinto = conn._sock.readinto1
+    handlers = conn.message_types
+    capacity = block_bytes + 2 * READ_BYTES
+    buf = bytearray(capacity)
+    filled = pos = 0  # before pos: rows and blanked framing only
+    rows = False  # the block holds a row
+    wanted = READ_BYTES
+    while True:
+        if len(buf) < filled + wanted:
+            buf.extend(bytes(filled + wanted - len(buf)))
+        filled = _fill(readinto, buf, filled, filled + wanted)
+        wanted = READ_BYTES
+        ready = False
+        vectorised = True
+        while pos + 5 <= filled:
+            code = buf[pos]
+            if vectorised and code == _COPY_DATA:
+                pos = blank_copy_data_run(buf, pos, filled)
+                rows = True
+                vectorised = False  # as in _blocks: the rest of this read message by message
+                continue
+            end = pos + 1 + _unpack_length(buf, pos + 1)[0]
+            if end > filled:
+                wanted = max(READ_BYTES, end - pos)
+                break
+            if code == _COPY_OUT_RESPONSE and _unpack_columns(buf, pos + 6)[0] == 1:
+                # One column: there an empty line is a row (a NULL), so blank lines cannot
+                # pad it. Nothing before this message is a row.
+                yield from _blocks(conn, context, block_bytes, buf[pos:filled])
+                return
+            if code == _COPY_DATA:
+                buf[pos : pos + 5] = _FIVE_NEWLINES
+                rows = True
+            else:
+                if code not in (_COPY_OUT_RESPONSE, _COPY_DONE):
+                    handler = handlers.get(bytes(buf[pos : pos + 1]))
+                    if handler is None:
+                        raise InterfaceError(f"unexpected protocol message {buf[pos : pos + 1]!r}")
+                    handler(bytes(buf[pos + 5 : end]), context)
+                    ready = code == _READY_FOR_QUERY
+                buf[pos:end] = b"\n" * (end - pos)
+            pos = end
+        if rows and (pos >= block_bytes or ready):
+            block = memoryview(buf)[:pos]
+            tail = buf[pos:filled]  # a message cut by the read: the next block's first bytes
+            buf = bytearray(max(capacity, len(tail) + wanted))
+            buf[: len(tail)] = tail
+            filled, pos, rows = len(tail), 0, False
+            yield block
+        if ready:
+            return
+
+
 def _fill(readinto: Any, buf: bytearray, filled: int, target: int) -> int:
     """Read into `buf[filled:target]`; returns the new fill. Stops early when the stream has
     paused on what looks like its last message (ReadyForQuery): the server sends ~8 KB at a
@@ -127,6 +208,7 @@ def _fill(readinto: Any, buf: bytearray, filled: int, target: int) -> int:
 
 _READY_FOR_QUERY_HEAD = b"Z\x00\x00\x00\x05"  # then one status byte, and nothing after it
 _HEADER = np.arange(5)
+_FIVE_NEWLINES = b"\n" * 5
 
 
 def copy_data_run(buf: bytes | bytearray, pos: int, end: int | None = None) -> tuple[Any, int]:
@@ -139,14 +221,34 @@ def copy_data_run(buf: bytes | bytearray, pos: int, end: int | None = None) -> t
     chain of lengths from `pos`: a "\\nd" inside a quoted value is a candidate the chain
     skips, and the run stops before it, so a wrong split is impossible; the caller reads on
     message by message."""
+    seg, starts, stop = _proven_run(buf, pos, end)
+    if not stop:
+        return b"", pos
+    keep = np.ones(stop, dtype=bool)
+    keep[(starts[:, None] + _HEADER).ravel()] = False
+    return seg[:stop][keep], pos + stop
+
+
+def blank_copy_data_run(buf: bytearray, pos: int, end: int | None = None) -> int:
+    """`copy_data_run`, but the run's message headers are overwritten with newlines in `buf`
+    itself, its rows left where they are; returns where the run ends (`pos`: no complete
+    message)."""
+    seg, starts, stop = _proven_run(buf, pos, end)  # a view of buf: writable
+    for byte in range(5):
+        seg[starts + byte] = _NEWLINE
+    return pos + stop
+
+
+def _proven_run(buf: bytes | bytearray, pos: int, end: int | None) -> tuple[Any, Any, int]:
+    """(`buf[pos:end]` as an array, the run's message starts in it, where the run ends in it:
+    0 when not even the first message is complete)."""
     size = (len(buf) if end is None else end) - pos
     if size < 5:
-        return b"", pos
+        return np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.int64), 0
     seg = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
-    after_newline = np.empty(size - 4, dtype=bool)
-    after_newline[0] = True
-    np.equal(seg[: size - 5], 0x0A, out=after_newline[1:])
-    starts = np.flatnonzero(after_newline & (seg[: size - 4] == _COPY_DATA))
+    # Candidates: the first byte, and every "d" right after a newline.
+    after = np.flatnonzero(seg[: size - 5] == _NEWLINE) + 1
+    starts = np.concatenate(([0], after[seg[after] == _COPY_DATA]))
     lengths = (
         (seg[starts + 1].astype(np.int64) << 24)
         | (seg[starts + 2].astype(np.int64) << 16)
@@ -159,11 +261,8 @@ def copy_data_run(buf: bytes | bytearray, pos: int, end: int | None = None) -> t
     proven = int(broken[0]) + 1 if len(broken) else len(starts)
     complete = int(np.searchsorted(ends[:proven], size, side="right"))
     if complete == 0:
-        return b"", pos
-    stop = int(ends[complete - 1])
-    keep = np.ones(stop, dtype=bool)
-    keep[(starts[:complete, None] + _HEADER).ravel()] = False
-    return seg[:stop][keep], pos + stop
+        return seg, starts[:0], 0
+    return seg, starts[:complete], int(ends[complete - 1])
 
 
 def _abandon(conn: Any) -> None:

@@ -39,7 +39,7 @@ def configure(level: int = logging.INFO, stream: Any = None) -> None:
     """Route every logger of the project's packages to JSON lines."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in ("runtime", "ingest", "lambda_loader", "publish", "totes", "infra"):
+    for name in ("runtime", "ingest", "lambda_loader", "publish", "verify", "totes", "infra"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)

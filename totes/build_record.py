@@ -5,11 +5,13 @@ it again.
 A build's marts are a function of three things, each fingerprinted here:
 
 - the project: every file of the dbt project (models, macros, seeds, YAML) and the dbt-core and
-  dbt-postgres versions (`project_digest`);
+  dbt-postgres versions (`totes.dbt_build.project_hash`, the hash dbt's build ledger is keyed
+  by too);
 - its inputs: the load ledger, `raw._manifest_ledger`, to which the loader only ever adds one
   row per manifest (loaded or skipped), each in the transaction that changes raw: the count,
   newest `seq` and newest `loaded_at` of the manifests that brought rows change with every load
-  that changed raw (`inputs_digest`); a schema change the loader makes re-creates dbt's
+  that changed raw, and so do the count and newest manifest of the deletions in
+  `raw._deletions` (`inputs_digest`); a schema change the loader makes re-creates dbt's
   views over raw, which the relations below show;
 - the warehouse's relations as the build left them: the oid of every table and view in the
   schemas dbt writes. A relation dropped or re-created by hand (or by a `dbt build` run outside
@@ -33,18 +35,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import pg8000.native
 
 from runtime.db import run_ddl_once
+from totes.dbt_build import project_hash
 
 _DDL_LOCK = 7_412_014  # pg_advisory_xact_lock key for the DDL below (see totes/ops.py)
 # What dbt writes and the loader owns: the schemas whose relations a build depends on.
 DBT_SCHEMAS = ("staging", "intermediate", "marts", "quarantine")
 SOURCE_SCHEMAS = ("raw",)
-_IGNORED_PARTS = frozenset({"target", "logs", "dbt_packages", "__pycache__"})
 
 _DDL = (
     "create schema if not exists ops",
@@ -74,21 +75,6 @@ class BuildState:
     docs: str
 
 
-def project_digest(project_dir: Path) -> str:
-    """sha256 over every file of the dbt project (path and content, in path order) and the dbt
-    versions that compile it; dbt's own output folders and hidden files are not the project."""
-    digest = hashlib.sha256()
-    for path in sorted(project_dir.rglob("*")):
-        relative = path.relative_to(project_dir)
-        if not path.is_file() or _IGNORED_PARTS & set(relative.parts):
-            continue
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(f"dbt-core {version('dbt-core')} dbt-postgres {version('dbt-postgres')}".encode())
-    return digest.hexdigest()
-
-
 def inputs_digest(conn: pg8000.native.Connection) -> str:
     """The load ledger's count, newest seq and newest load time ('none' before any load)."""
     if not conn.run("select to_regclass('raw._manifest_ledger') is not null")[0][0]:
@@ -99,7 +85,13 @@ def inputs_digest(conn: pg8000.native.Connection) -> str:
         "select count(*), max(seq), max(loaded_at)::text from raw._manifest_ledger "
         "where status = 'loaded' and rows > 0"
     )
-    return f"{count}:{seq}:{loaded_at}"
+    # A manifest with deletions only brings no rows to the ledger: its tombstones are in
+    # raw._deletions (lambda_loader/deletions.py), which only ever grows.
+    deleted = "none"
+    if conn.run("select to_regclass('raw._deletions') is not null")[0][0]:
+        [[tombstones, newest]] = conn.run("select count(*), max(_manifest_seq) from raw._deletions")
+        deleted = f"{tombstones}:{newest}"
+    return f"{count}:{seq}:{loaded_at}:{deleted}"
 
 
 def relations_digest(conn: pg8000.native.Connection) -> str:
@@ -131,7 +123,7 @@ def docs_digest(conn: pg8000.native.Connection, project: str) -> str:
 def current_inputs(conn: pg8000.native.Connection, project_dir: Path) -> BuildState:
     """The fingerprints as the warehouse stands now (`docs` is left empty: it is taken after a
     build, when the relations hold their new columns)."""
-    return BuildState(project_digest(project_dir), inputs_digest(conn), relations_digest(conn), "")
+    return BuildState(project_hash(project_dir), inputs_digest(conn), relations_digest(conn), "")
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ def _standin_commands(sub: argparse._SubParsersAction) -> None:
         ("--address-moves", 1, "counterparties whose legal address is edited"),
         ("--department-renames", 1, "departments renamed"),
         ("--new-designs", 1, "new designs"),
+        ("--deletes", 0, "rows deleted as the foreign keys allow: payment, transaction, order"),
     )
     for flag, default, text in counts:
         parser.add_argument(flag, type=_count, default=default, metavar="N", help=text)
@@ -179,6 +180,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 department_renames=args.department_renames,
                 new_designs=args.new_designs,
                 seed=args.seed,
+                deletes=args.deletes,
             )
         console.simulated(result)
 
@@ -233,8 +235,16 @@ def _step_commands(sub: argparse._SubParsersAction) -> None:
         "extract",
         help="extract changed totesys rows to the ingestion bucket",
         description="Extract every table's rows changed since its committed watermark to "
-        "Parquet in the ingestion bucket and commit the run with a manifest.",
+        "Parquet in the ingestion bucket and commit the run with a manifest. "
+        "With --allow-deletes, first let that table's refused deletions through, once.",
     )
+    parser.add_argument(
+        "--allow-deletes",
+        action="append",
+        metavar="TABLE",
+        help="record TABLE's deletions past the guard in the next run (repeatable; needs --reason)",
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="why the deletions are real (kept)")
     parser.set_defaults(func=cmd_extract)
 
     parser = sub.add_parser(
@@ -259,9 +269,14 @@ def _step_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from ingest.extract import ExtractOptions, run_extract  # slow to load: see the docstring
+    from ingest.extract import ExtractOptions, allow_deletes, run_extract  # slow: see docstring
 
+    if args.allow_deletes and not (args.reason or "").strip():
+        console.error("extract", "--allow-deletes needs --reason TEXT")
+        return 2
     try:
+        if args.allow_deletes:
+            allow_deletes(Settings.from_env(), args.allow_deletes, reason=args.reason)
         result = run_extract(Settings.from_env(), options=ExtractOptions.from_env(os.environ))
     except Exception as err:  # already logged as an ERROR line by run_extract
         console.error("extract", f"{type(err).__name__}: {err}")
@@ -332,6 +347,16 @@ def _cycle_commands(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="watermarks, last runs, row counts, lag")
     status.set_defaults(func=cmd_status)
+    tests = sub.add_parser(
+        "test",
+        help="every dbt data test over every row (a cycle tests only the rows it brought)",
+        description="Runs `dbt test` on the warehouse: every data test over every row, building "
+        "nothing. A cycle's build tests only the rows that arrived since the last successful "
+        "build; run this on a schedule (hourly, as the AWS stack does). A failure is alerted "
+        "like a failed cycle and exits 1.",
+    )
+    tests.add_argument("--full", action="store_true", required=True, help="every row (the mode)")
+    tests.set_defaults(func=cmd_test)
 
 
 def parse_interval(text: str) -> float:
@@ -376,6 +401,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    import tempfile
+    from datetime import UTC, datetime
+
+    from totes import alerts, dbt_build  # dbt_build imports publish: see the module docstring
+
+    settings = Settings.from_env()
+    run_id = logs.new_run_id()
+    log = logs.run_logger("totes.test", run_id)
+    started = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix=f"totes-test-{run_id}-") as folder:
+        try:
+            result = dbt_build.run_full_tests(settings, Path(folder))
+        except (dbt_build.DbtBuildError, ConfigError, db.DatabaseUnavailableError) as err:
+            log.error("full tests failed", step="full tests", error=str(err))
+            failure = alerts.FailureAlert(run_id, "full tests", str(err), started.isoformat(), [])
+            try:
+                alerts.send(settings, failure)
+            except alerts.AlertError as not_sent:
+                log.error("alert not sent", step="full tests", error=str(not_sent))
+            console.error("test", err)
+            return 1
+    log.info("full tests passed", tests=result.tests, warnings=result.warnings)
+    console.full_tests(result.tests, result.warnings)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -98,13 +98,20 @@ def simulated(result: SimulationResult) -> None:
 def extracted(result: ExtractResult) -> None:
     state = "committed" if result.committed else "NOT committed (another run won this seq)"
     print(f"extract run {result.run_id}: manifest {result.seq} {state}", file=sys.stderr)
-    print(f"  {'table':<16} {'rows':>10} {'files':>6} {'bytes':>12}  watermark", file=sys.stderr)
+    print(
+        f"  {'table':<16} {'rows':>10} {'deleted':>8} {'files':>6} {'bytes':>12}  watermark",
+        file=sys.stderr,
+    )
     for t in result.tables:
         print(
-            f"  {t.table:<16} {t.rows:>10,} {t.files:>6} {t.bytes:>12,}  {t.low} → {t.high}",
+            f"  {t.table:<16} {t.rows:>10,} {t.deleted:>8,} {t.files:>6} {t.bytes:>12,}"
+            f"  {t.low} → {t.high}",
             file=sys.stderr,
         )
-    print(f"  {result.rows:,} rows in {result.duration_s:.1f} s", file=sys.stderr)
+    print(
+        f"  {result.rows:,} rows, {result.deleted:,} deleted, in {result.duration_s:.1f} s",
+        file=sys.stderr,
+    )
 
 
 def loaded(result: LoadResult) -> None:
@@ -173,6 +180,10 @@ def cycle_table(result: CycleResult) -> None:
         if result.ok
         else f"[red]failed at {result.failed_step}[/]: {result.error}"
     )
+
+
+def full_tests(tests: int, warnings: int) -> None:
+    print(f"full tests passed: {tests} tests over every row, {warnings} warning(s)")
 
 
 def cycle_line(result: CycleResult) -> None:
@@ -252,8 +263,8 @@ def render_status(report: StatusReport, console: Any = None) -> None:
         )
     sources = Table(title="source tables", title_justify="left")
     for column in ("table", "committed (seq · watermark)", "loaded (seq · watermark)", "raw rows",
-                   "last load", "lag"):  # fmt: skip
-        sources.add_column(column, justify="right" if column == "raw rows" else "left")
+                   "deleted", "last load", "lag"):  # fmt: skip
+        sources.add_column(column, justify="right" if column in ("raw rows", "deleted") else "left")
     for s in report.sources:
         lag = s.lag(report.now)
         sources.add_row(
@@ -261,6 +272,7 @@ def render_status(report: StatusReport, console: Any = None) -> None:
             _pair(s.committed_seq, s.committed_watermark),
             _pair(s.loaded_seq, s.loaded_watermark),
             _num(s.raw_rows),
+            _num(s.deleted),
             f"{s.last_loaded_at:%Y-%m-%d %H:%M:%S}" if s.last_loaded_at else "",
             _lag(lag),
         )

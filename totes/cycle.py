@@ -352,7 +352,8 @@ def _load(context: CycleContext) -> StepReport:
 
 
 def _dbt(context: CycleContext) -> StepReport:
-    """`dbt build`, unless it would change nothing: the project, the load ledger and the
+    """`dbt build` of what the rows loaded since the last successful build reach
+    (totes/dbt_build.py), unless it would change nothing: the project, the load ledger and the
     warehouse's relations are those of the newest successful build (totes/build_record.py).
     The docs site is generated only when it would differ from the one last published, and dbt's
     unit tests run only on a project no successful build was of yet."""
@@ -362,6 +363,9 @@ def _dbt(context: CycleContext) -> StepReport:
         newest = build_record.newest_build(conn)
     unchanged = newest.run_id if newest and newest.made_from(before) else None
     unit_tests = not (newest and newest.project == before.project)
+    # A relation dbt wrote is gone or replaced, or the project is another: what arrived since
+    # the last build says nothing about what this one must make.
+    everything = unit_tests or newest is None or newest.relations != before.relations
     if unchanged:
         context.unchanged_since = unchanged
         # Quarantine alerts that could not be sent before are retried all the same.
@@ -374,6 +378,7 @@ def _dbt(context: CycleContext) -> StepReport:
         docs=False,
         previous_target=context.previous_dbt_target,
         unit_tests=unit_tests,
+        everything=everything,
     )
     quarantined = quarantine.after_build(settings, context.run_id)
     with _warehouse(settings) as conn:

@@ -5,6 +5,17 @@ they are derived here from the same `Settings` every other step uses (a DSN loca
 Manager secret in AWS), so a cycle's four steps always point at one warehouse. Every invocation
 gets its own `--target-path` and `--log-path`, so two cycles never share dbt's artefacts.
 
+A build costs what arrived, not what the warehouse holds (`plan_build`): dbt records every
+build in `ops.dbt_invocations` (dbt_warehouse/macros/build_state.sql); the cycle asks it for the
+newest manifest the last successful build of this same project covered (`since_seq`) and reads
+from the load ledger which source tables got rows after it. No table: dbt does not run at all.
+Some: `dbt build --select source:totesys.<table>+ …`, everything those rows reach (staging,
+intermediate, the dimensions and facts built from them, the facts that join a changed
+dimension, and every test on any of them), with the tests looking at the new rows only (the
+full tests run on their own schedule: `totes test --full`). None has succeeded yet, or the
+project changed (a hash of its files, `project_hash`): everything, every row. The docs site
+is generated only when it can differ from the one published last (totes/build_record.py).
+
 dbt never outlives the cycle that started it: it runs in a process group of its own, which the
 cycle ends when it stops for any reason (an exception, Ctrl-C, SIGTERM turned into an exit by
 `totes run`), and on Linux the kernel sends it SIGKILL when the cycle's process dies, even by
@@ -14,6 +25,7 @@ cycle ends when it stops for any reason (an exception, Ctrl-C, SIGTERM turned in
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +43,12 @@ from runtime import db
 from runtime.config import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_warehouse"
+PROJECT_VAR = "totes_project"  # dbt_project.yml: the project hash a build resumes under
+THROUGH_ENV = "TOTES_DBT_THROUGH_SEQ"  # the newest manifest this build may claim to cover
+SOURCE = "totesys"  # the dbt source of the raw tables
+DELETIONS = "_deletions"  # its table of deletions (raw._deletions)
+# What is not the project: dbt's output, its per-machine state, editors' and tools' files.
+NOT_PROJECT = frozenset({"target", "logs", "dbt_packages", "__pycache__"})
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 PARTIAL_PARSE = "partial_parse.msgpack"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -48,9 +66,43 @@ class DbtRunner(Protocol):
 
 
 @dataclass(frozen=True)
+class BuildPlan:
+    """What a build must cover: the manifests above `since_seq` up to `through_seq`.
+
+    `tables`: the source tables with rows in them (a selective build, or none: nothing to
+    build); `full`: every model and every row (no successful build of this project yet)."""
+
+    project: str
+    since_seq: int
+    through_seq: int
+    tables: tuple[str, ...] = ()
+    full: bool = False
+
+    @property
+    def nothing_new(self) -> bool:
+        return not self.full and not self.tables
+
+    def selection(self) -> list[str]:
+        """dbt's arguments: every node the new rows reach, but not the unit tests (they test
+        SQL, not data: `make test` and any build of a changed project run them) nor the data
+        tests tagged `enforced` (a not_null, unique or relationships test repeating a
+        constraint or unique index the database checks on every insert, so it cannot fail
+        after a build that succeeded; the full tests run them, and
+        tests/dbt_warehouse/test_build_scope.py proves every tag matches its constraint)."""
+        if self.full:
+            return []
+        chosen = [f"source:{SOURCE}.{table}+" for table in self.tables]
+        return [
+            "--select", *chosen,
+            "--exclude-resource-type", "unit_test",
+            "--exclude", "tag:enforced",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class DbtBuildResult:
     models: int
-    tests: int  # data tests and unit tests
+    tests: int
     seeds: int
     warnings: int
     skipped: int
@@ -58,9 +110,11 @@ class DbtBuildResult:
     elapsed_s: float
     target_dir: Path
     docs: dict[str, Path] = field(default_factory=dict)
+    plan: BuildPlan | None = None
     unit_tests: int = 0
 
     def summary(self) -> dict[str, object]:
+        plan = self.plan
         return {
             "models": self.models,
             "tests": self.tests,
@@ -69,6 +123,13 @@ class DbtBuildResult:
             "warnings": self.warnings,
             "skipped": self.skipped,
             "failures": self.failures,
+            "built": None
+            if plan is None
+            else "everything"
+            if plan.full
+            else list(plan.tables) or "nothing new",
+            "manifests": None if plan is None else [plan.since_seq, plan.through_seq],
+            "docs": bool(self.docs),
         }
 
 
@@ -161,17 +222,19 @@ def run_build(
     *,
     runner: DbtRunner = subprocess_runner,
     project_dir: Path = PROJECT_DIR,
-    docs: bool = True,
+    docs: bool = False,
     previous_target: Path | None = None,
     unit_tests: bool = True,
+    everything: bool = False,
 ) -> DbtBuildResult:
-    """`dbt build` into `work_dir/target`; raises DbtBuildError naming what failed.
+    """`dbt build` of what new rows reach (`plan_build`) into `work_dir/target`; raises
+    DbtBuildError naming what failed. Nothing new: dbt does not run.
 
-    `unit_tests=False` leaves dbt's unit tests out: they read fixed inputs, never the
-    warehouse, so once they passed on a project they pass on it again.
-
-    With `docs`, a successful build is followed by `dbt docs generate` into the same target, so
-    the publish step can upload the docs site (a docs failure is an error too).
+    `unit_tests=False` leaves dbt's unit tests out of a full build too (a selective build never
+    runs them): they read fixed inputs, never the warehouse, so once they passed on a project
+    they pass on it again. `everything`: build every model whatever arrived (the caller saw a
+    relation dbt wrote dropped or replaced: only a whole build is sure to make it again). With
+    `docs`, a successful build is followed by `generate_docs`.
     `previous_target`: an earlier run's target, whose saved parse lets dbt parse partially
     (dbt itself decides whether it still applies).
     """
@@ -184,9 +247,23 @@ def run_build(
         shutil.copyfile(saved_parse, target / PARTIAL_PARSE)
     common = _locations(project_dir, target, logs)
     env = dbt_env(settings)
-    leave_out = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
-    code = runner(["build", *common, *leave_out], env, logs / "build.out")
-    result = parse_run_results(target / "run_results.json", target)
+    project = project_hash(project_dir)
+    conn = settings.warehouse_connection(application_name="totes-dbt")
+    try:
+        plan = plan_build(conn, project)
+    finally:
+        db.close(conn)
+    if everything and not plan.full:
+        plan = replace(plan, full=True)
+    if plan.nothing_new:
+        return DbtBuildResult(0, 0, 0, 0, 0, [], 0.0, target, plan=plan)
+    leave_out = [] if unit_tests or not plan.full else ["--exclude-resource-type", "unit_test"]
+    args = [
+        "build", *common, "--vars", json.dumps({PROJECT_VAR: project}),
+        *plan.selection(), *leave_out,
+    ]  # fmt: skip
+    code = runner(args, {**env, THROUGH_ENV: str(plan.through_seq)}, logs / "build.out")
+    result = replace(parse_run_results(target / "run_results.json", target), plan=plan)
     if code != 0 or result.failures:
         detail = ", ".join(result.failures) or _tail(logs / "build.out")
         raise DbtBuildError(f"dbt build failed (exit {code}): {detail}")
@@ -205,13 +282,14 @@ def generate_docs(
     runner: DbtRunner = subprocess_runner,
     project_dir: Path = PROJECT_DIR,
 ) -> DbtBuildResult:
-    """`dbt docs generate` into the target of the build in `work_dir` (its manifest is reused:
-    `--no-compile`); the result with the site's files (a docs failure is an error too)."""
+    """`dbt docs generate` into the target of the build in `work_dir` (its manifest is reused
+    when the build ran: `--no-compile`); the result with the site's files (a docs failure is an
+    error too)."""
     target, logs = work_dir / "target", work_dir / "logs"
     common = _locations(project_dir, target, logs)
-    code = runner(
-        ["docs", "generate", "--no-compile", *common], dbt_env(settings), logs / "docs.out"
-    )
+    # After a build its manifest is in the target; without one, docs must compile the project.
+    compiled = ["--no-compile"] if (target / "manifest.json").exists() else []
+    code = runner(["docs", "generate", *compiled, *common], dbt_env(settings), logs / "docs.out")
     if code != 0:
         raise DbtBuildError(f"dbt docs generate failed (exit {code}): {_tail(logs / 'docs.out')}")
     found = {name: target / name for name in DOCS_FILES if (target / name).exists()}
@@ -223,6 +301,103 @@ def _locations(project_dir: Path, target: Path, logs: Path) -> list[str]:
         "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
         "--target-path", str(target), "--log-path", str(logs),
     ]  # fmt: skip
+
+
+def run_full_tests(
+    settings: Settings,
+    work_dir: Path,
+    *,
+    runner: DbtRunner = subprocess_runner,
+    project_dir: Path = PROJECT_DIR,
+) -> DbtBuildResult:
+    """`dbt test`: every data test (and unit test) over every row, building nothing: what the
+    cycle's builds leave to their own schedule (`totes test --full`; in AWS the hourly
+    CodeBuild run with DBT_TESTS=full). Outside a build no since_seq applies, so no test is
+    narrowed. Raises DbtBuildError naming the failed tests."""
+    target, logs = work_dir / "target", work_dir / "logs"
+    common = _locations(project_dir, target, logs)
+    code = runner(["test", *common], dbt_env(settings), logs / "test.out")
+    result = parse_run_results(target / "run_results.json", target)
+    if code != 0 or result.failures:
+        detail = ", ".join(result.failures) or _tail(logs / "test.out")
+        raise DbtBuildError(f"dbt test failed (exit {code}): {detail}")
+    return result
+
+
+def project_hash(project_dir: Path = PROJECT_DIR) -> str:
+    """sha256 of the dbt project: every file's sha256 and path, in path order (what
+    `sha256sum` prints for them, so infra/aws/codebuild/run_dbt.sh gets the same hash), then
+    the dbt version. A change to any model, macro, test, seed or setting changes it."""
+    root = project_dir.parent
+    lines = []
+    for path in sorted(project_dir.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+        parts = path.relative_to(project_dir).parts
+        if not path.is_file() or any(p in NOT_PROJECT or p.startswith(".") for p in parts):
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {path.relative_to(root).as_posix()}\n")
+    listing = hashlib.sha256("".join(lines).encode()).hexdigest()
+    return hashlib.sha256(f"{listing} dbt {_dbt_version()}".encode()).hexdigest()
+
+
+def _dbt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{version('dbt-core')} {version('dbt-postgres')}"
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def plan_build(conn: object, project: str) -> BuildPlan:
+    """What the next build must cover, from `ops.dbt_invocations` and the load ledger.
+
+    `since_seq`: the `through_seq` of the newest successful build of `project` (what dbt's
+    on-run-start hook takes too); every manifest above it is unbuilt, whatever happened to the
+    cycles in between (a failed or killed build never counts). `through_seq`: the newest
+    manifest in the ledger now; the build records no more than that (THROUGH_ENV), so rows
+    loaded while it runs are built again by the next one."""
+    run = conn.run  # type: ignore[attr-defined]
+    [[builds, ledger, tables]] = run(
+        "select to_regclass('ops.dbt_invocations') is not null,"
+        " to_regclass('raw._manifest_ledger') is not null,"
+        " to_regclass('raw._manifest_tables') is not null"
+    )
+    through = (
+        int(run("select coalesce(max(seq), 0) from raw._manifest_ledger")[0][0]) if ledger else 0
+    )
+    found = (
+        run(
+            "select through_seq from ops.dbt_invocations where status = 'succeeded'"
+            " and project = :project and project <> '' order by finished_at desc limit 1",
+            project=project,
+        )
+        if builds
+        else []
+    )
+    if not found or not tables:
+        return BuildPlan(project, 0, through, full=True)
+    since = int(found[0][0])
+    changed = run(
+        "select distinct table_name from raw._manifest_tables"
+        " where seq > :since and seq <= :through and rows > 0 order by 1",
+        since=since,
+        through=through,
+    )
+    with_rows = [str(t) for [t] in changed]
+    # Deletions are rows of their own table (the dbt source `totesys._deletions`): a manifest
+    # holding only deletions has rows = 0 for every table.
+    if (
+        run("select to_regclass('raw._deletions') is not null")[0][0]
+        and run(
+            "select exists (select 1 from raw._deletions"
+            " where _manifest_seq > :since and _manifest_seq <= :through)",
+            since=since,
+            through=through,
+        )[0][0]
+    ):
+        with_rows.append(DELETIONS)
+    return BuildPlan(project, since, through, tuple(with_rows))
 
 
 def parse_run_results(path: Path, target_dir: Path) -> DbtBuildResult:

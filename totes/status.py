@@ -36,6 +36,7 @@ class SourceStatus:
     loaded_watermark: str | None = None
     raw_rows: int | None = None
     last_loaded_at: datetime | None = None
+    deleted: int | None = None  # keys recorded as deleted in raw._deletions (distinct)
     # Raw columns its staging view does not select (new in the source, not modelled yet).
     unmodelled: tuple[str, ...] = ()
 
@@ -66,6 +67,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
     problems: list[str] = []
     loaded: dict[str, dict[str, Any]] = {}
     raw_rows: dict[str, int] = {}
+    deleted: dict[str, int] = {}
     unmodelled: dict[str, tuple[str, ...]] = {}
     marts: list[MartStatus] = []
     runs: list[ops.CycleRun] = []
@@ -78,6 +80,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
         try:
             loaded_seq, loaded = _loaded(conn)
             raw_rows = _raw_counts(conn)
+            deleted = _deleted_counts(conn)
             unmodelled = _unmodelled(conn)
             marts = _marts(conn)
             runs = ops.recent_runs(conn)
@@ -97,6 +100,7 @@ def gather(settings: Settings, *, stack: dict[str, Any] | None = None) -> Status
             loaded_seq=loaded.get(t, {}).get("seq"),
             loaded_watermark=loaded.get(t, {}).get("watermark"),
             raw_rows=raw_rows.get(t),
+            deleted=deleted.get(t, 0 if t in raw_rows else None),
             last_loaded_at=loaded.get(t, {}).get("loaded_at"),
             unmodelled=unmodelled.get(t, ()),
         )
@@ -127,6 +131,17 @@ def _raw_counts(conn: pg8000.native.Connection) -> dict[str, int]:
         t: conn.run(f"select count(*) from {qualified('raw', t)}")[0][0]  # noqa: S608 - quoted
         for (t,) in tables
     }
+
+
+def _deleted_counts(conn: pg8000.native.Connection) -> dict[str, int]:
+    """Per source table, the deletions in raw._deletions (one per key and deleted version: a
+    re-covered window may have delivered one twice)."""
+    if conn.run("select to_regclass('raw._deletions') is null")[0][0]:
+        return {}
+    rows = conn.run(
+        "select table_name, count(distinct (key, last_updated)) from raw._deletions group by 1"
+    )
+    return {table: int(n) for table, n in rows}
 
 
 STAGING_SCHEMA = "staging"  # dbt's staging models, one view per source table

@@ -6,6 +6,17 @@ the execution in a Fail state (so ExecutionsFailed counts it too). A cycle whose
 is throttled because another cycle holds that Lambda's single reserved slot ends as "skipped":
 the running cycle and the next one cover the same rows (the steps are idempotent).
 
+The full-table tests run on a schedule of their own (hourly by default): the cycle's builds
+test only the rows that arrived since the last successful build (dbt_warehouse/README.md), so a
+second rule starts the same CodeBuild project with `DBT_TESTS=full`, where run_dbt.sh runs
+`dbt test` over every row and builds nothing. A failure fails that build, and the project's
+FailedBuilds alarm (infra/aws/alerting.py) emails the topic, as for any build. The project runs
+one build at a time, so the tests never see a half-built warehouse: a cycle whose dbt step
+finds the full tests running retries until they end (CODEBUILD_TRANSIENT, up to 7.5 minutes);
+a full-tests start that finds a cycle's build running is refused by CodeBuild, retried by
+EventBridge's retry policy when it counts the refusal as retriable, and otherwise left to the
+next hour's run (not measured in AWS: there is no account here).
+
 One cycle at a time: the first state asks Step Functions for this state machine's RUNNING
 executions (`states:ListExecutions` on this state machine only). When there is another besides
 this one, the execution ends at once as "skipped" (Succeed: no alert, no ExecutionsFailed), so a
@@ -37,6 +48,8 @@ THROTTLED = "Lambda.TooManyRequestsException"
 CODEBUILD_TRANSIENT = ["CodeBuild.AccountLimitExceededException", "CodeBuild.ThrottlingException"]
 CYCLE_TIMEOUT = Duration.minutes(25)
 GUARD = "Check for another cycle"  # the first state
+FULL_TESTS_EVERY_HOURS = 1
+FULL_TESTS_ENV = {"DBT_TESTS": "full", "EXECUTION_ID": "full-tests"}  # what run_dbt.sh reads
 
 
 class Orchestration(Construct):
@@ -54,6 +67,7 @@ class Orchestration(Construct):
         schedule_minutes: int,
         log_retention: logs.RetentionDays,
         key: kms.IKey,
+        full_tests_every_hours: int = FULL_TESTS_EVERY_HOURS,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -199,6 +213,32 @@ class Orchestration(Construct):
                     input=events.RuleTargetInput.from_object({"trigger": "schedule"}),
                     retry_attempts=2,
                     max_event_age=Duration.minutes(schedule_minutes),
+                )
+            ],
+        )
+
+        self.full_tests = events.Rule(
+            self,
+            "FullTestsSchedule",
+            description=(
+                f"Run every dbt data test over every row every {full_tests_every_hours} hour(s);"
+                " the cycle's builds test the new rows only."
+            ),
+            schedule=events.Schedule.rate(Duration.hours(full_tests_every_hours)),
+            targets=[
+                targets.CodeBuildProject(
+                    dbt_project,
+                    # The StartBuild request: the same job, told to run the full tests.
+                    event=events.RuleTargetInput.from_object(
+                        {
+                            "environmentVariablesOverride": [
+                                {"name": name, "value": value, "type": "PLAINTEXT"}
+                                for name, value in FULL_TESTS_ENV.items()
+                            ]
+                        }
+                    ),
+                    retry_attempts=2,
+                    max_event_age=Duration.minutes(30),
                 )
             ],
         )

@@ -23,6 +23,7 @@ from infra.aws.storage import (
     DOCS_PREFIX,
     MANIFEST_PREFIX,
     MARTS_PREFIX,
+    MILESTONE_PREFIX,
     Storage,
 )
 from infra.aws.verify import VerifySchedule
@@ -171,6 +172,7 @@ class TotesPipelineStack(Stack):
         ingestion.grant_read(extract)
         ingestion.grant_put(extract, f"{DATA_PREFIX}*")
         ingestion.grant_put(extract, f"{MANIFEST_PREFIX}*")
+        ingestion.grant_put(extract, f"{MILESTONE_PREFIX}*")  # the listing hints after commits
         # load: reads the lake, writes the warehouse.
         ingestion.grant_read(load)
         self.secrets.warehouse.secret.grant_read(load)

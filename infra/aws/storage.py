@@ -16,6 +16,7 @@ GLUE_DATABASE = "totes_marts"
 # contract (runtime/lake.py), so the grants follow the keys the extract writes.
 DATA_PREFIX = lake.DATA_PREFIX
 MANIFEST_PREFIX = lake.MANIFEST_PREFIX
+MILESTONE_PREFIX = lake.MILESTONE_PREFIX
 MARTS_PREFIX = "marts/"
 DOCS_PREFIX = "docs/"
 # Where each bucket's access logs go in the access-log bucket.

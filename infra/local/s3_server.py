@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 SNAPSHOT_INTERVAL_SECONDS = 5.0
@@ -41,10 +42,13 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     last_digest = _digest(s3)
     while not stop.wait(SNAPSHOT_INTERVAL_SECONDS):
-        digest = _digest(s3)
-        if digest != last_digest:
-            _dump(s3, snapshot)
-            last_digest = digest
+        try:
+            digest = _digest(s3)
+            if digest != last_digest:
+                _dump(s3, snapshot)
+                last_digest = digest
+        except ClientError:  # a bucket or object deleted mid-listing: the next round retries
+            continue
     _dump(s3, snapshot)
     (args.state / "s3_server.ready").unlink(missing_ok=True)
     server.stop()

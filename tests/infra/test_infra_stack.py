@@ -520,7 +520,11 @@ def test_writes_are_scoped_to_each_steps_prefix(default: Synth):
             if "s3:PutObject" in _actions(statement):
                 puts.setdefault(role, set()).add(_flatten(statement["Resource"]))
     role = {h: _role_of(default.function(h)[1]) for h in HANDLERS}
-    assert puts[role["ingest.handler.lambda_handler"]] == {"TOKEN/totesys/*", "TOKEN/_manifests/*"}
+    assert puts[role["ingest.handler.lambda_handler"]] == {
+        "TOKEN/totesys/*",
+        "TOKEN/_manifests/*",
+        "TOKEN/_milestones/*",
+    }
     assert puts[role["publish.handler.lambda_handler"]] == {"TOKEN/marts/*"}
     assert role["lambda_loader.handler.lambda_handler"] not in puts
     codebuild_role = default.one("AWS::CodeBuild::Project")[1]["Properties"]["ServiceRole"]

@@ -11,7 +11,14 @@ import pytest
 from publish import ledger
 from totes import ops
 
-PUBLISH_TABLES = {"publish_ledger", "publish_files", "publish_dim_state", "publish_dim_pending"}
+PUBLISH_TABLES = {
+    "publish_ledger",
+    "publish_files",
+    "publish_dim_state",
+    "publish_dim_pending",
+    "publish_dim_checked",
+    "publish_glue",
+}
 
 
 def ops_tables(conn) -> set[str]:

@@ -9,10 +9,12 @@ import io
 import struct
 
 import pg8000
+import pyarrow as pa
 import pytest
 
 from runtime import db
-from runtime.copy_out import copy_data_run, copy_out
+from runtime.copy_out import blank_copy_data_run, copy_data_run, copy_out
+from runtime.pg_arrow import parse_copy_csv
 
 # Values chosen to break a naive splitter: "\nd" inside a quoted value looks like the start of a
 # CopyData message, and so does a row whose last value ends in "Z\0\0\0\x05I"-like bytes.
@@ -134,3 +136,58 @@ def test_a_newline_d_inside_a_value_is_never_taken_for_a_message():
 def test_a_row_bigger_than_a_socket_read_comes_through_whole(probe):
     probe.run("insert into copy_probe values (60001, repeat('tote ', 700000), 1, now())")
     assert b"".join(copy_out(probe, COPY_SQL)) == pg8000_output(probe, COPY_SQL)
+
+
+def _parsed(blocks, schema):
+    return pa.concat_tables([parse_copy_csv(block, schema) for block in blocks])
+
+
+PROBE_SCHEMA = pa.schema(
+    [("id", pa.int32()), ("note", pa.string()), ("amount", pa.decimal128(10, 2)),
+     ("at", pa.timestamp("ms"))]
+)  # fmt: skip
+
+
+def test_padded_blocks_parse_to_exactly_the_rows(probe):
+    expected = parse_copy_csv(pg8000_output(probe, COPY_SQL), PROBE_SCHEMA)
+    blocks = list(copy_out(probe, COPY_SQL, block_bytes=64 << 10, padded=True))
+    assert len(blocks) >= 2
+    got = _parsed(blocks, PROBE_SCHEMA)
+    assert got.equals(expected)
+    assert got.num_rows == 60_000 and got.column("note").null_count == 6_000
+    # Each block is rows and newlines only: it parses on its own, in order.
+    firsts = [parse_copy_csv(b, PROBE_SCHEMA).column("id")[0].as_py() for b in blocks]
+    assert firsts == sorted(firsts) and firsts[0] == 1
+
+
+def test_a_padded_copy_of_one_column_keeps_its_null_rows(probe):
+    sql = "copy (select note from copy_probe order by id) to stdout (format csv)"
+    expected = pg8000_output(probe, sql)
+    blocks = list(copy_out(probe, sql, block_bytes=64 << 10, padded=True))
+    assert b"".join(bytes(b) for b in blocks) == expected  # no padding: a blank line is a row
+    notes = _parsed(blocks, pa.schema([("note", pa.string())])).column("note")
+    assert len(notes) == 60_000 and notes.null_count == 6_000
+
+
+def test_a_single_column_null_row_is_a_row():
+    table = parse_copy_csv(b'x\n\n""\ny\n', pa.schema([("a", pa.string())]))
+    assert table.column("a").to_pylist() == ["x", None, "", "y"]
+
+
+def test_a_server_error_mid_padded_copy_raises_and_the_connection_survives(probe):
+    failing = (
+        "copy (select id, 1 / (30000 - id) from copy_probe order by id) to stdout (format csv)"
+    )
+    with pytest.raises(pg8000.DatabaseError, match="division by zero"):
+        for _ in copy_out(probe, failing, block_bytes=4096, padded=True):
+            pass
+    assert probe.run("select 1") == [[1]]
+
+
+def test_blanking_a_run_overwrites_only_its_headers():
+    rows = [b"1,a\n", b"2,\n", b'3,""\n']
+    buf = bytearray(b"".join(_message(b"d", row) for row in rows) + _message(b"c", b""))
+    _, stop = copy_data_run(bytes(buf), 0)
+    assert blank_copy_data_run(buf, 0) == stop
+    assert bytes(buf[:stop]) == b"".join(b"\n" * 5 + row for row in rows)
+    assert buf[stop : stop + 1] == b"c"

@@ -213,3 +213,82 @@ def test_a_missing_manifest_is_a_read_error_not_a_malformed_one(bucket):
     s3, name = bucket
     with pytest.raises(ClientError):
         lake.read_manifest(s3, name, lake.manifest_key(1))
+
+
+# ---- milestones: the listing of the newest manifests does not grow with the lake's age ---------
+
+
+def _manifest_listings(s3) -> list[dict]:
+    """The parameters of every ListObjectsV2 call this client makes on the manifests."""
+    calls: list[dict] = []
+
+    def record(params: dict, **_: object) -> None:
+        if params.get("Prefix") == lake.MANIFEST_PREFIX:
+            calls.append(dict(params))
+
+    s3.meta.events.register("provide-client-params.s3.ListObjectsV2", record)
+    return calls
+
+
+def test_the_latest_seq_is_listed_from_the_newest_milestone_not_from_the_first_manifest(bucket):
+    s3, name = bucket
+    for seq in (1, 2, 999, 1000, 1001, 1999, 2000, 2001):
+        assert _commit(s3, name, seq)
+    milestones = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="_milestones/")["Contents"]
+    ]
+    assert milestones == [lake.milestone_key(1000, 1000), lake.milestone_key(1000, 2000)]
+    assert lake.milestone_floor(s3, name) == 2000
+
+    listings = _manifest_listings(s3)
+    assert lake.latest_seq(s3, name) == 2001
+    assert [c.get("StartAfter") for c in listings] == [lake.manifest_key(2000)]
+    # A known seq above the milestone starts the listing higher still; one below it does not.
+    listings.clear()
+    assert lake.latest_seq(s3, name, after=2001) == 2001
+    assert lake.latest_seq(s3, name, after=5) == 2001
+    assert [c.get("StartAfter") for c in listings] == [
+        lake.manifest_key(2001),
+        lake.manifest_key(2000),
+    ]
+
+
+def test_the_coarser_milestone_narrows_the_finer_listing(bucket):
+    s3, name = bucket
+    for seq in (3000, 1_000_000, 1_001_000, 1_001_001):
+        assert _commit(s3, name, seq)
+    assert lake.milestone_floor(s3, name) == 1_001_000
+    finer: list[dict] = []
+
+    def record(params: dict, **_: object) -> None:
+        if params.get("Prefix") == "_milestones/1000/":
+            finer.append(dict(params))
+
+    s3.meta.events.register("provide-client-params.s3.ListObjectsV2", record)
+    assert lake.latest_seq(s3, name) == 1_001_001
+    # The 1,000-step milestones are listed from the newest 1,000,000-step one: seq 3000's
+    # milestone (and every other below 1,000,000) is never read again.
+    assert [c.get("StartAfter") for c in finer] == [lake.milestone_key(1000, 1_000_000)]
+
+
+def test_a_milestone_is_only_a_hint_the_manifests_decide(bucket):
+    s3, name = bucket
+    assert lake.latest_seq(s3, name) is None  # no milestone, no manifest
+    for seq in (999, 1000):
+        assert _commit(s3, name, seq)
+    # A run that committed 2000 and died before its milestone: the listing starts lower and
+    # still finds every newer manifest.
+    body = lake.new_manifest(2000, "CRASHED", [QUIET]).to_json()
+    s3.put_object(Bucket=name, Key=lake.manifest_key(2000), Body=body, IfNoneMatch="*")
+    assert _commit(s3, name, 2001)
+    assert lake.milestone_floor(s3, name) == 1000
+    assert lake.latest_seq(s3, name) == 2001
+    # The loser of a race for a milestone's seq writes nothing: the winner's milestone stands.
+    assert _commit(s3, name, 1000, "LOSER") is False
+    assert lake.read_manifest(s3, name, lake.manifest_key(1000)).run_id == "RUN"
+    [milestone] = s3.list_objects_v2(Bucket=name, Prefix="_milestones/")["Contents"]
+    assert milestone["Key"] == lake.milestone_key(1000, 1000)
+    assert json.loads(s3.get_object(Bucket=name, Key=milestone["Key"])["Body"].read()) == {
+        "seq": 1000,
+        "manifest_key": lake.manifest_key(1000),
+    }

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from infra.local.totesys.schema import TOTESYS_TABLES
+from lambda_loader import deletions
 from runtime import lake
 from runtime.db import quote_ident
 from runtime.pg_types import Column
@@ -83,6 +84,7 @@ def ensure_raw_tables(totesys: Any, warehouse: Any) -> None:
                 _source_file text not null,
                 _loaded_at timestamptz not null)"""
         )
+    deletions.create_table(warehouse)  # the loader's, empty: this stand-in deletes nothing
 
 
 def load_raw(totesys: Any, warehouse: Any, *, redeliver_all: bool = False) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.totesys import seed, simulate
-from totes import build_record, cycle, dbt_build
+from totes import cycle, dbt_build
 
 pytestmark = pytest.mark.slow
 
@@ -119,17 +119,17 @@ def test_the_project_digest_follows_every_project_file_and_nothing_dbt_writes(tm
     (project / "models").mkdir(parents=True)
     (project / "models" / "m.sql").write_text("select 1")
     (project / "dbt_project.yml").write_text("name: p\n")
-    before = build_record.project_digest(project)
+    before = dbt_build.project_hash(project)
 
     for written in ("target/manifest.json", "logs/dbt.log", ".user.yml"):
         (project / written).parent.mkdir(parents=True, exist_ok=True)
         (project / written).write_text("anything")
-    assert build_record.project_digest(project) == before
+    assert dbt_build.project_hash(project) == before
 
     (project / "models" / "m.sql").write_text("select 2")
-    assert build_record.project_digest(project) != before
+    assert dbt_build.project_hash(project) != before
     (project / "models" / "m.sql").write_text("select 1")
     (project / "macros").mkdir()
     (project / "macros" / "x.sql").write_text("{% macro x() %}{% endmacro %}")
-    assert build_record.project_digest(project) != before
-    assert build_record.project_digest(dbt_build.PROJECT_DIR) != before
+    assert dbt_build.project_hash(project) != before
+    assert dbt_build.project_hash(dbt_build.PROJECT_DIR) != before

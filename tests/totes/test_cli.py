@@ -21,7 +21,7 @@ from totes import cli, cycle
 SUBCOMMANDS = [
     *("up", "down", "env"),  # the local stack
     *("seed", "simulate"),  # the totesys stand-in
-    *("extract", "load", "run", "status", "verify", "report"),
+    *("extract", "load", "run", "status", "test", "verify", "report"),
 ]
 TOTES = str(Path(sys.executable).with_name("totes"))
 ROOT = Path(__file__).resolve().parents[2]

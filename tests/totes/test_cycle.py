@@ -218,3 +218,174 @@ def test_a_cycle_without_the_publish_step_generates_no_docs_site(tmp_path):
     )
 
     assert (asked[alone.run_id], asked[both.run_id]) == (False, True)
+
+
+# ---- a cycle builds and tests what its new rows reach, and nothing else -------------------------
+
+
+def built_models(result, runs) -> set[str]:
+    """The models the cycle's dbt step built, by name (its run_results.json; none: dbt did
+    not run)."""
+    results = runs / result.run_id / "dbt" / "target" / "run_results.json"
+    if not results.exists():
+        return set()
+    payload = json.loads(results.read_text())
+    return {
+        r["unique_id"].rsplit(".", 1)[-1]
+        for r in payload["results"]
+        if r["unique_id"].startswith("model.")
+    }
+
+
+def run(settings, runs, **kwargs):
+    """One cycle, its dbt target kept under `runs/<run_id>/dbt` (the newest few are)."""
+    return cycle.run_cycle(settings, work_dir=runs, dbt_docs=False, **kwargs)
+
+
+def warehouse_value(isolated, sql: str, **params):
+    conn = isolated.warehouse()
+    try:
+        return conn.run(sql, **params)
+    finally:
+        conn.close()
+
+
+def source_change(isolated, sql: str) -> None:
+    conn = isolated.totesys()
+    try:
+        conn.run(sql)
+    finally:
+        conn.close()
+
+
+NOW = "(now() at time zone 'UTC')::timestamp(3)"
+
+
+def test_a_change_only_in_staff_reaches_dim_staff_and_every_fact_that_joins_it(isolated, tmp_path):
+    seeded(isolated)
+    runs = tmp_path / "runs"
+    assert run(isolated.settings, runs).ok
+
+    source_change(
+        isolated,
+        f"update staff set first_name = 'Renamed', last_updated = {NOW}"
+        " where staff_id = (select min(staff_id) from staff)",
+    )
+    staff_only = run(isolated.settings, runs)
+
+    assert staff_only.ok, staff_only.describe()
+    assert staff_only.step("dbt").detail["built"] == ["staff"]
+    [[name]] = warehouse_value(
+        isolated, "select first_name from marts.dim_staff order by staff_id limit 1"
+    )
+    assert name == "Renamed"
+    built = built_models(staff_only, runs)
+    # Everything downstream of staff: its staging and versions, the dimension, and the facts
+    # whose foreign keys name dim_staff (their relationships tests run after it).
+    assert {"int_staff__versions", "dim_staff", "fact_sales_order", "fact_purchase_order"} <= built
+    # Nothing the change cannot reach: no other source's versions, no dimension of theirs.
+    assert not built & {"int_sales_order__versions", "int_payment__versions", "dim_design"}
+
+    source_change(
+        isolated,
+        f"update department set department_name = 'Renamed dept', last_updated = {NOW}"
+        " where department_id = (select department_id from staff order by staff_id limit 1)",
+    )
+    department_only = run(isolated.settings, runs)
+    assert department_only.ok, department_only.describe()
+    assert department_only.step("dbt").detail["built"] == ["department"]
+    assert "dim_staff" in built_models(department_only, runs)
+    [[department]] = warehouse_value(
+        isolated, "select department_name from marts.dim_staff order by staff_id limit 1"
+    )
+    assert department == "Renamed dept"
+
+
+def test_a_cycle_with_nothing_new_runs_no_dbt_and_the_next_change_is_still_built(
+    isolated, tmp_path
+):
+    versions = seeded(isolated)
+    runs = tmp_path / "runs"
+    assert run(isolated.settings, runs).ok
+
+    idle = run(isolated.settings, runs)
+
+    assert idle.ok, idle.describe()
+    assert "unchanged_since" in idle.step("dbt").detail  # totes/build_record.py: dbt skipped
+    assert (idle.step("dbt").models, idle.step("dbt").tests) == (0, 0)
+    assert idle.step("publish").rows == 0
+    assert fact_counts(isolated) == {f: versions[s] for f, s in FACT_SOURCES.items()}
+
+    conn = isolated.totesys()
+    try:
+        changes = simulate(conn, orders=3, purchases=2, updates=1, payments_paid=1, seed=5)
+    finally:
+        conn.close()
+    busy = run(isolated.settings, runs)
+    assert busy.ok, busy.describe()
+    expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
+    assert fact_counts(isolated) == expected
+
+
+def test_rows_loaded_by_a_cycle_whose_dbt_failed_are_built_by_the_next_cycle(isolated, tmp_path):
+    """The build covers every manifest since the last successful build, not the manifests the
+    cycle itself loaded: here the cycle that loads them fails before dbt, and the next one
+    loads nothing and still builds them."""
+    versions = seeded(isolated)
+    runs = tmp_path / "runs"
+    assert run(isolated.settings, runs).ok
+    conn = isolated.totesys()
+    try:
+        changes = simulate(conn, orders=4, purchases=2, updates=2, payments_paid=1, seed=9)
+    finally:
+        conn.close()
+
+    failed = run(isolated.settings, runs, fail_step="dbt")
+    assert failed.failed_step == "dbt"
+    assert failed.step("load").rows, "the changes were loaded by the failed cycle"
+
+    recovered = run(isolated.settings, runs)
+
+    assert recovered.ok, recovered.describe()
+    assert recovered.step("load").rows == 0
+    assert set(recovered.step("dbt").detail["built"]) >= set(FACT_SOURCES.values())
+    expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
+    assert fact_counts(isolated) == expected
+
+
+def test_the_full_tests_find_what_a_cycle_does_not_look_at_and_alert(isolated, sns_queue, tmp_path):
+    """A cycle's tests check the rows it brought; an old fact row removed by hand is only
+    found by the full tests (`totes test --full`), which fail, alert and exit 1."""
+    seeded(isolated)
+    topic, queue_url = sns_queue
+    settings = isolated.settings.with_(alert_topic_arn=topic)
+    runs = tmp_path / "runs"
+    assert run(settings, runs).ok
+    warehouse_value(
+        isolated,
+        "delete from marts.fact_payment where payment_record_id ="
+        " (select min(payment_record_id) from marts.fact_payment)",
+    )
+    conn = isolated.totesys()
+    try:
+        simulate(conn, orders=2, purchases=1, updates=0, payments_paid=0, seed=3)
+    finally:
+        conn.close()
+
+    scoped = run(settings, runs)
+    assert scoped.ok, "the cycle tests its new rows only: the old row is not its business"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "totes.cli", "test", "--full"],
+        env={**isolated.env(), "ALERT_TOPIC_ARN": topic, "TOTES_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "assert_fact_versions_match_raw" in done.stderr
+    [alert] = alerts(isolated, queue_url)
+    assert alert["failed_step"] == "full tests"
+    assert "assert_fact_versions_match_raw" in alert["error"]

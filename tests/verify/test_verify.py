@@ -654,3 +654,47 @@ def test_totes_run_verify_prints_the_verdict_and_alerts_drift(built, alert_queue
     assert alert["failed_step"] == "verify"
     assert [t["table"] for t in alert["tables"]] == ["sales_order"]
     assert_clean(built)
+
+
+# ---- with delete capture: what a cycle ships is no drift (last: it deletes for good) ---------
+
+
+def test_deletions_a_cycle_has_shipped_are_not_drift(built):
+    """The deleted payment leaves fact_payment_current; the deleted design stays in dim_design
+    (facts may refer to it) and marts.deleted_members lists it, so its check leaves it out."""
+    src = built.totesys()
+    try:
+        [[design]] = run(
+            src,
+            "select min(design_id) from public.design as d where not exists "
+            "(select 1 from public.sales_order as o where o.design_id = d.design_id)",
+        )
+        run(src, "delete from public.payment where payment_id = 21")
+        run(src, "delete from public.design where design_id = :d", d=design)
+    finally:
+        src.close()
+    before = by_table(verify(built))
+    assert before["payment"].examples["extra"] == (21,)
+    assert before["design"].examples["extra"] == (design,)
+
+    shipped = cycle.run_cycle(
+        built.settings, steps=cycle.default_steps(skip_publish=True), dbt_docs=False
+    )
+    assert shipped.ok, shipped.describe()
+
+    result = assert_clean(built)
+    wh = built.warehouse()
+    try:
+        [[kept]] = run(wh, "select count(*) from marts.dim_design where design_id = :d", d=design)
+        listed = run(
+            wh,
+            "select dimension from marts.deleted_members where source_table = 'design' "
+            "and member_key = :d and reinserted_at is null",
+            d=design,
+        )
+    finally:
+        wh.close()
+    assert kept == 1 and listed == [["dim_design"]]
+    found = by_table(result)
+    assert found["design"].mart_rows == found["design"].source_rows
+    assert found["payment"].mart_rows == found["payment"].source_rows

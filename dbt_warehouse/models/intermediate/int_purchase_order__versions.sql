@@ -1,8 +1,8 @@
--- Every distinct version (key, last_updated), once: see macro dedupe_versions.
+-- Every distinct version (key, last_updated, row hash), once: see macro dedupe_versions.
 {{
     config(
         indexes=[
-            {'columns': ['purchase_order_id', 'last_updated'], 'unique': true},
+            {'columns': ['purchase_order_id', 'last_updated', '_row_hash'], 'unique': true},
             {'columns': ['version_id'], 'unique': true},
             {'columns': ['_manifest_seq']},
         ]

@@ -10,29 +10,49 @@
 
 -- A calendar of whole years covering every date the fact sources reference (read from the
 -- intermediate models, not the facts, so there is no cycle). Dates never change, so an
--- incremental build only adds the days it does not hold yet.
-with referenced as (
-    select created_date as day from {{ ref('int_sales_order__versions') }}
+-- incremental build reads only the versions above since_seq (macro changed_versions) and adds
+-- the days it does not hold yet.
+with sales_order_versions as (
+    select * from {{ changed_versions(ref('int_sales_order__versions')) }}
+),
+
+purchase_order_versions as (
+    select * from {{ changed_versions(ref('int_purchase_order__versions')) }}
+),
+
+payment_versions as (
+    select * from {{ changed_versions(ref('int_payment__versions')) }}
+),
+
+referenced as (
+    select created_date as day from sales_order_versions
     union all
-    select last_updated_date as day from {{ ref('int_sales_order__versions') }}
+    select last_updated_date as day from sales_order_versions
     union all
-    select agreed_payment_date as day from {{ ref('int_sales_order__versions') }}
+    select agreed_payment_date as day from sales_order_versions
     union all
-    select agreed_delivery_date as day from {{ ref('int_sales_order__versions') }}
+    select agreed_delivery_date as day from sales_order_versions
     union all
-    select created_date as day from {{ ref('int_purchase_order__versions') }}
+    select created_date as day from purchase_order_versions
     union all
-    select last_updated_date as day from {{ ref('int_purchase_order__versions') }}
+    select last_updated_date as day from purchase_order_versions
     union all
-    select agreed_payment_date as day from {{ ref('int_purchase_order__versions') }}
+    select agreed_payment_date as day from purchase_order_versions
     union all
-    select agreed_delivery_date as day from {{ ref('int_purchase_order__versions') }}
+    select agreed_delivery_date as day from purchase_order_versions
     union all
-    select created_date as day from {{ ref('int_payment__versions') }}
+    select created_date as day from payment_versions
     union all
-    select last_updated_date as day from {{ ref('int_payment__versions') }}
+    select last_updated_date as day from payment_versions
     union all
-    select payment_date as day from {{ ref('int_payment__versions') }}
+    select payment_date as day from payment_versions
+    {% if is_incremental() %}
+        -- the calendar already held: new dates only ever widen it
+        union all
+        select min(existing.date_id) as day from {{ this }} as existing
+        union all
+        select max(existing.date_id) as day from {{ this }} as existing
+    {% endif %}
 ),
 
 bounds as (

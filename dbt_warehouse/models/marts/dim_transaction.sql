@@ -9,7 +9,10 @@
 }}
 
 with latest_transaction as (
-    {{ latest_passing_versions(ref('int_transaction__versions'), 'transaction_id') }}
+    -- an incremental build re-derives only the transactions with a new version
+    {{ latest_passing_versions(
+        changed_members(ref('int_transaction__versions'), 'transaction_id'), 'transaction_id'
+    ) }}
 )
 
 select

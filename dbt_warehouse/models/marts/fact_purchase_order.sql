@@ -2,7 +2,10 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        on_schema_change='fail'
+        on_schema_change='fail',
+        post_hook=[
+            "{{ create_version_index('purchase_order_id') }}",
+        ]
     )
 }}
 

@@ -13,6 +13,9 @@
 #   AWS_ENDPOINT_URL        optional: S3/CloudWatch endpoint (the local stack's moto server)
 #   DBT_TARGET              optional: profile target
 #   DBT_FULL_REFRESH=1      optional: dbt build --full-refresh
+#   DBT_TESTS=full          the scheduled full-table tests (infra/aws/orchestration.py): the
+#                           build phase runs `dbt test` over every row and builds nothing;
+#                           docs and publish-docs do nothing
 #   DOCS_PREFIX             optional: default docs/
 #   TOTES_STAGE             dimension of the FreshnessLagSeconds metric (default local)
 #   TOTES_PUBLISH_METRICS=0 optional: do not publish FreshnessLagSeconds
@@ -64,16 +67,34 @@ phase_debug() {
     dbt_cmd debug
 }
 
+# A build resumes from the last successful build of the same project (its manifests: see
+# dbt_warehouse/macros/build_state.sql): its tests check the rows that arrived since, and the
+# full-table tests run on their own schedule (DBT_TESTS=full).
 phase_build() {
     require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
     if [[ -f "$PROJECT_DIR/packages.yml" || -f "$PROJECT_DIR/dependencies.yml" ]]; then
         dbt_cmd deps
     fi
-    if [[ "${DBT_FULL_REFRESH:-0}" == 1 ]]; then
+    if full_tests; then
+        dbt_cmd test  # no build: since_seq is 0, every test sees every row
+    elif [[ "${DBT_FULL_REFRESH:-0}" == 1 ]]; then
         dbt_cmd build --full-refresh
     else
-        dbt_cmd build
+        dbt_cmd build --vars "{\"totes_project\": \"$(project_hash)\"}"
     fi
+}
+
+full_tests() { [[ "${DBT_TESTS:-}" == full ]]; }
+
+# The same hash as totes/dbt_build.py's project_hash: every file of the project but dbt's output
+# and hidden files, as sha256sum lists them in path order, then dbt's version.
+project_hash() {
+    local listing versions
+    listing="$(find "$PROJECT_DIR" -type f ! -path '*/.*' ! -path '*/target/*' \
+        ! -path '*/logs/*' ! -path '*/dbt_packages/*' ! -path '*/__pycache__/*' -print0 |
+        LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+    versions="$("$PYTHON" -c 'from importlib.metadata import version as v; print(v("dbt-core"), v("dbt-postgres"))')"
+    printf '%s dbt %s' "$listing" "$versions" | sha256sum | cut -d' ' -f1
 }
 
 # dbt source freshness warns at 15 minutes and errors at 30 (a failed build, so an alert).
@@ -119,6 +140,7 @@ PY
 
 phase_docs() {
     require WAREHOUSE_HOST WAREHOUSE_PORT WAREHOUSE_USER WAREHOUSE_PASSWORD WAREHOUSE_DB
+    if full_tests; then return; fi  # a test run changes nothing the docs show
     dbt_cmd docs generate --static
 }
 
@@ -127,6 +149,7 @@ phase_docs() {
 # object created with IfNoneMatch, never overwritten. The build id is EXECUTION_ID's (or
 # CODEBUILD_BUILD_ID's) last `:` part.
 phase_publish_docs() {
+    if full_tests; then return; fi
     require PROCESSED_BUCKET
     DOCS_PREFIX="$DOCS_PREFIX" "$PYTHON" -m publish.docs --target-dir "$TARGET_DIR"
 }

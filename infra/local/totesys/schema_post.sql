@@ -35,3 +35,18 @@ ALTER TABLE "payment" ADD CONSTRAINT "payment_transaction_id_fkey" FOREIGN KEY (
 ALTER TABLE "payment" ADD CONSTRAINT "payment_counterparty_id_fkey" FOREIGN KEY ("counterparty_id") REFERENCES "counterparty" ("counterparty_id") ON DELETE RESTRICT ON UPDATE CASCADE;
 ALTER TABLE "payment" ADD CONSTRAINT "payment_currency_id_fkey" FOREIGN KEY ("currency_id") REFERENCES "currency" ("currency_id") ON DELETE RESTRICT ON UPDATE CASCADE;
 ALTER TABLE "payment" ADD CONSTRAINT "payment_payment_type_id_fkey" FOREIGN KEY ("payment_type_id") REFERENCES "payment_type" ("payment_type_id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- Not in the real totesys: an index on last_updated, the one thing the extract asks of the
+-- source's DBA (ingest/README.md, "Reading only what changed"). With it a run reads its window
+-- by an index range scan; without it, by a sequential scan of each table (slower, as correct).
+CREATE INDEX "address_last_updated_idx" ON "address" ("last_updated");
+CREATE INDEX "counterparty_last_updated_idx" ON "counterparty" ("last_updated");
+CREATE INDEX "currency_last_updated_idx" ON "currency" ("last_updated");
+CREATE INDEX "department_last_updated_idx" ON "department" ("last_updated");
+CREATE INDEX "design_last_updated_idx" ON "design" ("last_updated");
+CREATE INDEX "payment_type_last_updated_idx" ON "payment_type" ("last_updated");
+CREATE INDEX "staff_last_updated_idx" ON "staff" ("last_updated");
+CREATE INDEX "sales_order_last_updated_idx" ON "sales_order" ("last_updated");
+CREATE INDEX "purchase_order_last_updated_idx" ON "purchase_order" ("last_updated");
+CREATE INDEX "transaction_last_updated_idx" ON "transaction" ("last_updated");
+CREATE INDEX "payment_last_updated_idx" ON "payment" ("last_updated");

@@ -48,7 +48,7 @@ class SimulationError(RuntimeError):
 @dataclass(frozen=True)
 class Change:
     table: str
-    action: str  # "insert" or "update"
+    action: str  # "insert", "update" or "delete"
     id: int
     at: datetime  # the database clock of the transaction that made it (= the row's last_updated)
 
@@ -85,8 +85,12 @@ def simulate(
     department_renames: int = 1,
     new_designs: int = 1,
     seed: int | None = None,
+    deletes: int = 0,
 ) -> SimulationResult:
-    """Apply one burst of activity; returns every row it inserted or updated, with its clock."""
+    """Apply one burst of activity; returns every row it inserted, updated or deleted, with
+    its clock. `deletes` rows are deleted as the foreign keys allow: an order's payment, then
+    its transaction, then the order (sales and purchase orders, spread over the whole table),
+    one order per transaction; a remainder under 3 deletes a payment (and its transaction)."""
     app = _App(conn, random.Random(seed), Faker(list(MOVE_LOCALES)))
     app.faker.seed_instance(seed)
     for _ in range(new_designs):
@@ -103,6 +107,8 @@ def simulate(
         app.move_legal_address(counterparty_id)
     for department_id in app.pick(PICK_DEPARTMENTS, department_renames):
         app.rename_department(department_id)
+    if deletes > 0:
+        app.delete_orders(deletes)
     return app.result
 
 
@@ -267,6 +273,29 @@ class _App:
                 id=department_id,
             )
             self._record("department", "update", department_id, at)
+
+    # ---- deletes ---------------------------------------------------------------------------
+
+    def delete_orders(self, rows: int) -> None:
+        """Delete `rows` rows: whole orders (payment, transaction, order), then the rest."""
+        chains, rest = divmod(rows, 3)
+        salt = self.rng.randint(0, 1 << 30)
+        orders = self.conn.run(PICK_ORDERS_TO_DELETE, salt=salt, limit=chains + 1)
+        for table, order_id, transaction_id, payment_id in orders[:chains]:
+            with self._transaction() as at:
+                self._delete("payment", payment_id, at)
+                self._delete("transaction", transaction_id, at)
+                self._delete(table, order_id, at)
+        if rest and len(orders) > chains:
+            _, _, transaction_id, payment_id = orders[chains]
+            with self._transaction() as at:
+                self._delete("payment", payment_id, at)
+                if rest == 2:
+                    self._delete("transaction", transaction_id, at)
+
+    def _delete(self, table: str, row_id: int, at: datetime) -> None:
+        self._run(DELETE_ROW[table], id=row_id)
+        self._record(table, "delete", row_id, at)
 
     # ---- plumbing --------------------------------------------------------------------------
 
@@ -451,6 +480,31 @@ ORDER BY payment_id DESC LIMIT :limit
 PICK_COUNTERPARTIES = """
 SELECT c.counterparty_id FROM counterparty c JOIN address a ON a.address_id = c.legal_address_id
 WHERE a.created_at < LOCALTIMESTAMP(3) ORDER BY 1 LIMIT :limit
+"""
+
+# Orders with their transaction and payment, in a pseudo-random order over the whole table
+# (a salted hash of the id: deterministic for a seed).
+DELETE_ROW = {
+    "payment": "DELETE FROM payment WHERE payment_id = CAST(:id AS {payment.payment_id})",
+    "transaction": 'DELETE FROM "transaction"'
+    " WHERE transaction_id = CAST(:id AS {transaction.transaction_id})",
+    "sales_order": "DELETE FROM sales_order"
+    " WHERE sales_order_id = CAST(:id AS {sales_order.sales_order_id})",
+    "purchase_order": "DELETE FROM purchase_order"
+    " WHERE purchase_order_id = CAST(:id AS {purchase_order.purchase_order_id})",
+}
+
+PICK_ORDERS_TO_DELETE = """
+SELECT o.kind, o.order_id, o.transaction_id, o.payment_id FROM (
+    SELECT CASE WHEN t.sales_order_id IS NOT NULL THEN 'sales_order' ELSE 'purchase_order' END
+               AS kind,
+           COALESCE(t.sales_order_id, t.purchase_order_id) AS order_id, t.transaction_id,
+           p.payment_id
+    FROM "transaction" t JOIN payment p ON p.transaction_id = t.transaction_id
+    WHERE COALESCE(t.sales_order_id, t.purchase_order_id) IS NOT NULL
+) AS o
+ORDER BY hashint8(CAST(o.transaction_id AS bigint) + CAST(:salt AS bigint)), o.transaction_id
+LIMIT :limit
 """
 
 PICK_DEPARTMENTS = """
