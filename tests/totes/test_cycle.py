@@ -93,7 +93,8 @@ def test_a_cycle_brings_the_marts_in_line_with_the_source_and_a_rerun_adds_nothi
     assert first.step("dbt").detail["unit_tests"] > 0
     assert later.step("dbt").detail["unit_tests"] == 0
     unit_tests = first.step("dbt").detail["unit_tests"]
-    assert later.step("dbt").tests == first.step("dbt").tests - unit_tests
+    # The incremental build runs the tests on what its new rows reach, never the unit tests.
+    assert 0 < later.step("dbt").tests <= first.step("dbt").tests - unit_tests
     expected = {f: versions[s] + len(changes.ids(s)) for f, s in FACT_SOURCES.items()}
     assert fact_counts(isolated) == expected
     after = lake_objects(isolated)
