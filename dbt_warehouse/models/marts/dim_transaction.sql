@@ -8,8 +8,8 @@
     )
 }}
 
+-- an incremental build re-derives only the transactions with a new version
 with latest_transaction as (
-    -- an incremental build re-derives only the transactions with a new version
     {{ latest_passing_versions(
         changed_members(ref('int_transaction__versions'), 'transaction_id'), 'transaction_id'
     ) }}
