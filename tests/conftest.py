@@ -28,6 +28,7 @@ from support.templates import (
 from infra.local.stack import PG_PORT, PG_SUPERUSER, REGION, LocalStack
 from runtime import db
 from runtime.config import Settings
+from totes import dbt_build
 
 # Bytecode as `make` keeps it (Makefile: PYTHONPYCACHEPREFIX): one cache in the venv, written
 # once, never in the checkout. uv installs no bytecode, so a run started by hand with
@@ -119,8 +120,9 @@ DATABASES = (f"totesys_{WORKER}", f"warehouse_{WORKER}")
 @pytest.fixture(scope="session")
 def dbt_parse_cache(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """Parse the dbt project once for this worker's warehouse name and point every later dbt
-    run at that parse (DBT_PARTIAL_PARSE_FILE_PATH): ~5 s less per invocation. The project
-    never changes during a test session; dbt still re-parses fully if anything differs."""
+    run at that parse (DBT_PARTIAL_PARSE_FILE_PATH): ~5 s less per invocation. It is made with
+    the vars every invocation of the cycle passes (dbt keeps a parse only for the same vars).
+    The project never changes during a test session; dbt re-parses fully if anything differs."""
     target = tmp_path_factory.mktemp("dbt-parse")
     sock = str(stack.socket_dir)
     env = {
@@ -137,7 +139,8 @@ def dbt_parse_cache(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory)
     dbt = Path(sys.executable).with_name("dbt")
     done = subprocess.run(
         [str(dbt), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target-path", str(target / "target"), "--log-path", str(target / "logs")],
+         "--target-path", str(target / "target"), "--log-path", str(target / "logs"),
+         *dbt_build.project_vars(dbt_build.project_hash(project))],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     saved = target / "target" / "partial_parse.msgpack"

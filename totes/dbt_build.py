@@ -258,10 +258,7 @@ def run_build(
     if plan.nothing_new:
         return DbtBuildResult(0, 0, 0, 0, 0, [], 0.0, target, plan=plan)
     leave_out = [] if unit_tests or not plan.full else ["--exclude-resource-type", "unit_test"]
-    args = [
-        "build", *common, "--vars", json.dumps({PROJECT_VAR: project}),
-        *plan.selection(), *leave_out,
-    ]  # fmt: skip
+    args = ["build", *common, *project_vars(project), *plan.selection(), *leave_out]
     code = runner(args, {**env, THROUGH_ENV: str(plan.through_seq)}, logs / "build.out")
     result = replace(parse_run_results(target / "run_results.json", target), plan=plan)
     if code != 0 or result.failures:
@@ -289,11 +286,19 @@ def generate_docs(
     common = _locations(project_dir, target, logs)
     # After a build its manifest is in the target; without one, docs must compile the project.
     compiled = ["--no-compile"] if (target / "manifest.json").exists() else []
-    code = runner(["docs", "generate", *compiled, *common], dbt_env(settings), logs / "docs.out")
+    args = ["docs", "generate", *compiled, *common, *project_vars(project_hash(project_dir))]
+    code = runner(args, dbt_env(settings), logs / "docs.out")
     if code != 0:
         raise DbtBuildError(f"dbt docs generate failed (exit {code}): {_tail(logs / 'docs.out')}")
     found = {name: target / name for name in DOCS_FILES if (target / name).exists()}
     return replace(built, docs=found)
+
+
+def project_vars(project: str) -> list[str]:
+    """`--vars` for every dbt invocation of the project, builds, docs and tests alike: dbt keeps
+    its saved parse only for the vars it was made with, so a docs run without them would make
+    the next build parse the whole project again (about 5 s)."""
+    return ["--vars", json.dumps({PROJECT_VAR: project})]
 
 
 def _locations(project_dir: Path, target: Path, logs: Path) -> list[str]:
@@ -316,7 +321,8 @@ def run_full_tests(
     narrowed. Raises DbtBuildError naming the failed tests."""
     target, logs = work_dir / "target", work_dir / "logs"
     common = _locations(project_dir, target, logs)
-    code = runner(["test", *common], dbt_env(settings), logs / "test.out")
+    args = ["test", *common, *project_vars(project_hash(project_dir))]
+    code = runner(args, dbt_env(settings), logs / "test.out")
     result = parse_run_results(target / "run_results.json", target)
     if code != 0 or result.failures:
         detail = ", ".join(result.failures) or _tail(logs / "test.out")

@@ -37,6 +37,9 @@ def manifest(tmp_path_factory) -> dict:
         "WAREHOUSE_DB": "unused",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+    # its own parse, not the worker's saved one (tests/conftest.py), which a parse with another
+    # profile would replace
+    env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
     done = subprocess.run(
         [str(DBT), "parse", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
          "--target-path", str(target), "--log-path", str(target / "logs")],

@@ -96,9 +96,11 @@ class Warehouse:
             "--log-path",
             str(self.tmp / "logs"),
         ]
-        done = subprocess.run(
-            command, env=self.isolated.env(), capture_output=True, text=True, timeout=900
-        )
+        # dbt as a data engineer runs it (no vars), so with a saved parse of its own in the
+        # test's target, never the worker's (tests/conftest.py), made for the cycle's vars
+        env = self.isolated.env()
+        env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if check and done.returncode != 0:
             pytest.fail(f"dbt {' '.join(args)} failed:\n{done.stdout[-6000:]}{done.stderr}")
         return done

@@ -117,7 +117,10 @@ def test_in_full_tests_mode_the_job_tests_every_row_and_builds_nothing():
     # `dbt test` alone: no build row in ops.dbt_invocations, so since_seq is 0 and every test sees
     # every row (dbt_warehouse/macros/build_state.sql); a build passes the project's hash.
     assert "if full_tests; then\n        dbt_cmd test" in build
-    assert 'dbt_cmd build --vars "{\\"totes_project\\": \\"$(project_hash)\\"}"' in build
+    assert "\n        dbt_cmd build\n" in build
+    runner = script.split("dbt_cmd() {", 1)[1].split("\n}\n", 1)[0]
+    hash_vars = 'args+=(--vars "{\\"totes_project\\": \\"$(project_hash)\\"}")'
+    assert f"build | test | source | docs) {hash_vars}" in runner
     for phase in ("phase_docs", "phase_publish_docs"):
         body = script.split(f"{phase}() {{", 1)[1].split("\n}\n", 1)[0]
         assert "if full_tests; then return; fi" in body, phase

@@ -49,8 +49,13 @@ require() {
     fi
 }
 
+# Every command that parses the project gets the same --vars (the project hash): dbt keeps its
+# saved parse only for the vars it was made with, so one without them re-parses everything.
 dbt_cmd() {
     local args=("$@" --project-dir "$PROJECT_DIR" --profiles-dir "$PROFILES_DIR")
+    case "$1" in
+        build | test | source | docs) args+=(--vars "{\"totes_project\": \"$(project_hash)\"}") ;;
+    esac
     [[ -n "${DBT_TARGET:-}" ]] && args+=(--target "$DBT_TARGET")
     log INFO "dbt ${*}"
     "$DBT" "${args[@]}"
@@ -80,7 +85,7 @@ phase_build() {
     elif [[ "${DBT_FULL_REFRESH:-0}" == 1 ]]; then
         dbt_cmd build --full-refresh
     else
-        dbt_cmd build --vars "{\"totes_project\": \"$(project_hash)\"}"
+        dbt_cmd build
     fi
 }
 
