@@ -87,13 +87,60 @@ def test_every_enforced_tag_repeats_a_constraint_the_database_checks(manifest: d
     assert unbacked == []
 
 
-def test_a_cycle_leaves_out_only_the_unit_tests_and_the_enforced_tests():
+def test_a_cycle_leaves_out_only_the_unit_tests_the_enforced_tests_and_the_views():
     plan = dbt_build.BuildPlan("hash", since_seq=4, through_seq=9, tables=("staff",))
     assert plan.selection() == [
         "--select", "source:totesys.staff+",
         "--exclude-resource-type", "unit_test",
-        "--exclude", "tag:enforced",
+        "--exclude", "tag:enforced", "config.materialized:view",
+        "--indirect-selection", "empty",
     ]  # fmt: skip
     # A project that never built, or changed: everything, unit tests and all.
     assert dbt_build.BuildPlan("hash", 0, 9, full=True).selection() == []
     assert dbt_build.BuildPlan("hash", 9, 9).nothing_new
+
+
+def _listed(env: dict[str, str], target: Path, *selection: str) -> set[str]:
+    done = subprocess.run(
+        [str(DBT), "ls", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
+         "--target-path", str(target), "--log-path", str(target / "logs"),
+         "--output", "name", "--quiet", *selection],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    return set(done.stdout.split())
+
+
+def test_a_selective_build_leaves_out_exactly_the_views_and_keeps_every_test(manifest, tmp_path):
+    """What a selective build runs is what the graph selector reaches with dbt's own test
+    selection, less the views and only the views: no test is lost with its view."""
+    env = {
+        **os.environ,
+        "WAREHOUSE_HOST": "unused",
+        "WAREHOUSE_USER": "unused",
+        "WAREHOUSE_DB": "unused",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+    tables = ("staff", "payment", "address", "sales_order")
+    plan = dbt_build.BuildPlan("hash", since_seq=4, through_seq=9, tables=tables)
+    built = _listed(env, tmp_path, *plan.selection())
+    reached = _listed(
+        env, tmp_path, "--select", *(f"source:totesys.{t}+" for t in tables),
+        "--exclude-resource-type", "unit_test", "--exclude", "tag:enforced",
+    )  # fmt: skip
+    views = {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"]["materialized"] == "view"
+    }
+    assert built <= reached
+    assert reached - built == reached & views != set()
+    tests_on_views = {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and any(parent.split(".")[-1] in views for parent in node["depends_on"]["nodes"])
+    }
+    assert tests_on_views & reached <= built
+    assert tests_on_views & built, "the tests of the views stay in the build"
