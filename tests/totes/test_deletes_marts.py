@@ -52,6 +52,9 @@ FACTS = {  # source table → (fact, natural key)
     "purchase_order": ("fact_purchase_order", "purchase_order_id"),
     "payment": ("fact_payment", "payment_id"),
 }
+# children before the rows they refer to
+MEMBER_TABLES = ("counterparty", "address", "staff", "department", "currency", "design",
+                 "payment_type")  # fmt: skip
 DIMENSION_OF = {  # source table → the dimension its members are in (department: none)
     "address": ("dim_location", "location_id"),
     "counterparty": ("dim_counterparty", "counterparty_id"),
@@ -126,10 +129,20 @@ def new_members(conn) -> dict[str, int]:
     return ids
 
 
+def the_new_members(conn) -> dict[str, int]:
+    """The keys `new_members` gave (its rows are the newest of their tables until the test
+    writes)."""
+    return {
+        table: conn.run(
+            f"select max({quote_ident(PRIMARY_KEYS[table])}) from {quote_ident(table)}"
+        )[0][0]
+        for table in MEMBER_TABLES
+    }
+
+
 def delete_members(conn, ids: dict[str, int]) -> None:
     """Delete the members `new_members` made, children before the rows they refer to."""
-    for table in ("counterparty", "address", "staff", "department", "currency", "design",
-                  "payment_type"):  # fmt: skip
+    for table in MEMBER_TABLES:
         conn.run(
             f"delete from {quote_ident(table)} where {quote_ident(PRIMARY_KEYS[table])} = :k",
             k=ids[table],
@@ -285,6 +298,26 @@ def assert_the_marts_equal_the_source(isolated) -> None:
         warehouse.close()
 
 
+def seeded_with_members_and_cycled(isolated, runs: Path) -> None:
+    """The state most tests here start from: seeded, one unreferenced member in every dimension
+    source (`new_members`), and a first clean cycle (publish included) into `runs`."""
+    seeded(isolated)
+    totesys = isolated.totesys()
+    try:
+        new_members(totesys)
+        settled(totesys)
+    finally:
+        totesys.close()
+    cycle_ok(isolated.settings, runs)
+
+
+@pytest.fixture
+def cycled(from_template, tmp_path):
+    """This test's isolation after `seeded_with_members_and_cycled`, built once per worker;
+    the first cycle's work folder is `tmp_path / "runs"`."""
+    return from_template("deletes-cycled", seeded_with_members_and_cycled, tmp_path / "runs")
+
+
 # ---- the tests --------------------------------------------------------------------------------
 
 
@@ -376,15 +409,10 @@ def test_a_deletion_in_each_of_the_eleven_tables_shows_in_the_marts_and_the_lake
     assert len(lake_rows(isolated, "deletions")) == len(deleted)
 
 
-def test_a_key_deleted_and_inserted_again_starts_a_new_history_after_its_deletion(
-    isolated, tmp_path
-):
-    seeded(isolated)
-    runs = tmp_path / "runs"
+def test_a_key_deleted_and_inserted_again_starts_a_new_history_after_its_deletion(cycled, tmp_path):
+    isolated, runs = cycled, tmp_path / "runs"
     totesys = isolated.totesys()
-    design_id = new_members(totesys)["design"]
-    settled(totesys)
-    cycle_ok(isolated.settings, runs)
+    design_id = the_new_members(totesys)["design"]
     order_id, _, _ = order_chain(totesys, "sales")
     [row] = totesys.run(
         "select design_id, staff_id, counterparty_id, unit_price, currency_id,"
@@ -480,13 +508,9 @@ def kill_mid_dbt(isolated, home: Path, log: Path) -> None:
 
 
 @pytest.mark.parametrize("step", ["extract", "load", "dbt", "publish-deletions"])
-def test_a_cycle_killed_around_a_deletion_leaves_the_next_to_record_it_once(
-    isolated, tmp_path, step
-):
-    seeded(isolated)
-    versioned(isolated)
-    runs = tmp_path / "runs"
-    cycle_ok(isolated.settings, runs)
+def test_a_cycle_killed_around_a_deletion_leaves_the_next_to_record_it_once(cycled, tmp_path, step):
+    isolated, runs = cycled, tmp_path / "runs"
+    versioned(isolated)  # from here on, an object written twice leaves two versions
     totesys = isolated.totesys()
     shipped = {t: source_keys(totesys, t) for t in TOTESYS_TABLES}
     # activity in several tables (the load dies at its third chunk) and deletions in four,
@@ -552,15 +576,13 @@ create unique index {table}_legacy on intermediate.{table} ({key}, last_updated)
 """
 
 
-def test_versions_built_before_the_row_hash_converge_without_a_full_refresh(isolated, tmp_path):
+def test_versions_built_before_the_row_hash_converge_without_a_full_refresh(cycled, tmp_path):
     """The intermediate tables as the project built them before versions carried `_row_hash`
     (no such column, a unique index on (key, last_updated)): the first build of the new
     project converts them once, in place, keeping every version id; a change that did not move
     `last_updated` then lands as a version of its own, and a version shipped again unchanged
     still adds nothing."""
-    seeded(isolated)
-    runs = tmp_path / "runs"
-    cycle_ok(isolated.settings, runs)
+    isolated, runs = cycled, tmp_path / "runs"
     warehouse = isolated.warehouse()
     tables = [f"int_{t}__versions" for t in TOTESYS_TABLES]
     for table, source in zip(tables, TOTESYS_TABLES, strict=True):
