@@ -26,10 +26,9 @@ BACKED_BY = {
 }
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> dict:
-    """The project as dbt parses it (no connection: the profile's variables are placeholders)."""
-    target = tmp_path_factory.mktemp("parse")
+def _offline_env() -> dict[str, str]:
+    """dbt without a connection (the profile's variables are placeholders), with a parse of its
+    own, never the worker's saved one (tests/conftest.py), which another profile would replace."""
     env = {
         **os.environ,
         "WAREHOUSE_HOST": "unused",
@@ -37,9 +36,15 @@ def manifest(tmp_path_factory) -> dict:
         "WAREHOUSE_DB": "unused",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    # its own parse, not the worker's saved one (tests/conftest.py), which a parse with another
-    # profile would replace
     env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> dict:
+    """The project as dbt parses it (no connection: the profile's variables are placeholders)."""
+    target = tmp_path_factory.mktemp("parse")
+    env = _offline_env()
     done = subprocess.run(
         [str(DBT), "parse", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
          "--target-path", str(target), "--log-path", str(target / "logs")],
@@ -114,14 +119,7 @@ def _listed(env: dict[str, str], target: Path, *selection: str) -> set[str]:
 def test_a_selective_build_leaves_out_exactly_the_views_and_keeps_every_test(manifest, tmp_path):
     """What a selective build runs is what the graph selector reaches with dbt's own test
     selection, less the views and only the views: no test is lost with its view."""
-    env = {
-        **os.environ,
-        "WAREHOUSE_HOST": "unused",
-        "WAREHOUSE_USER": "unused",
-        "WAREHOUSE_DB": "unused",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+    env = _offline_env()
     tables = ("staff", "payment", "address", "sales_order")
     plan = dbt_build.BuildPlan("hash", since_seq=4, through_seq=9, tables=tables)
     built = _listed(env, tmp_path, *plan.selection())
