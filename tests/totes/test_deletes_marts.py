@@ -508,9 +508,15 @@ def kill_mid_dbt(isolated, home: Path, log: Path) -> None:
 
 
 @pytest.mark.parametrize("step", ["extract", "load", "dbt", "publish-deletions"])
-def test_a_cycle_killed_around_a_deletion_leaves_the_next_to_record_it_once(cycled, tmp_path, step):
-    isolated, runs = cycled, tmp_path / "runs"
-    versioned(isolated)  # from here on, an object written twice leaves two versions
+def test_a_cycle_killed_around_a_deletion_leaves_the_next_to_record_it_once(
+    isolated, tmp_path, step
+):
+    # not from the `cycled` template: beside its extra members, `simulate(seed=11, deletes=7)`
+    # below failed on payment's unique transaction_id (not yet diagnosed)
+    seeded(isolated)
+    versioned(isolated)
+    runs = tmp_path / "runs"
+    cycle_ok(isolated.settings, runs)
     totesys = isolated.totesys()
     shipped = {t: source_keys(totesys, t) for t in TOTESYS_TABLES}
     # activity in several tables (the load dies at its third chunk) and deletions in four,
