@@ -255,9 +255,9 @@ def run_build(
     if saved_parse and saved_parse.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(saved_parse, target / PARTIAL_PARSE)
-    common = _locations(project_dir, target, logs)
     env = dbt_env(settings)
     project = project_hash(project_dir)
+    common = _common(project_dir, target, logs, project)
     conn = settings.warehouse_connection(application_name="totes-dbt")
     try:
         plan = plan_build(conn, project)
@@ -268,7 +268,7 @@ def run_build(
     if plan.nothing_new:
         return DbtBuildResult(0, 0, 0, 0, 0, [], 0.0, target, plan=plan)
     leave_out = [] if unit_tests or not plan.full else ["--exclude-resource-type", "unit_test"]
-    args = ["build", *common, *project_vars(project), *plan.selection(), *leave_out]
+    args = ["build", *common, *plan.selection(), *leave_out]
     code = runner(args, {**env, THROUGH_ENV: str(plan.through_seq)}, logs / "build.out")
     result = replace(parse_run_results(target / "run_results.json", target), plan=plan)
     if code != 0 or result.failures:
@@ -293,11 +293,11 @@ def generate_docs(
     when the build ran: `--no-compile`); the result with the site's files (a docs failure is an
     error too)."""
     target, logs = work_dir / "target", work_dir / "logs"
-    common = _locations(project_dir, target, logs)
+    project = built.plan.project if built.plan else project_hash(project_dir)
+    common = _common(project_dir, target, logs, project)
     # After a build its manifest is in the target; without one, docs must compile the project.
     compiled = ["--no-compile"] if (target / "manifest.json").exists() else []
-    args = ["docs", "generate", *compiled, *common, *project_vars(project_hash(project_dir))]
-    code = runner(args, dbt_env(settings), logs / "docs.out")
+    code = runner(["docs", "generate", *compiled, *common], dbt_env(settings), logs / "docs.out")
     if code != 0:
         raise DbtBuildError(f"dbt docs generate failed (exit {code}): {_tail(logs / 'docs.out')}")
     found = {name: target / name for name in DOCS_FILES if (target / name).exists()}
@@ -311,10 +311,11 @@ def project_vars(project: str) -> list[str]:
     return ["--vars", json.dumps({PROJECT_VAR: project})]
 
 
-def _locations(project_dir: Path, target: Path, logs: Path) -> list[str]:
+def _common(project_dir: Path, target: Path, logs: Path, project: str) -> list[str]:
+    """The arguments every dbt invocation here takes: where things are, and `project_vars`."""
     return [
         "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
-        "--target-path", str(target), "--log-path", str(logs),
+        "--target-path", str(target), "--log-path", str(logs), *project_vars(project),
     ]  # fmt: skip
 
 
@@ -330,9 +331,8 @@ def run_full_tests(
     CodeBuild run with DBT_TESTS=full). Outside a build no since_seq applies, so no test is
     narrowed. Raises DbtBuildError naming the failed tests."""
     target, logs = work_dir / "target", work_dir / "logs"
-    common = _locations(project_dir, target, logs)
-    args = ["test", *common, *project_vars(project_hash(project_dir))]
-    code = runner(args, dbt_env(settings), logs / "test.out")
+    common = _common(project_dir, target, logs, project_hash(project_dir))
+    code = runner(["test", *common], dbt_env(settings), logs / "test.out")
     result = parse_run_results(target / "run_results.json", target)
     if code != 0 or result.failures:
         detail = ", ".join(result.failures) or _tail(logs / "test.out")
