@@ -511,8 +511,8 @@ def kill_mid_dbt(isolated, home: Path, log: Path) -> None:
 def test_a_cycle_killed_around_a_deletion_leaves_the_next_to_record_it_once(
     isolated, tmp_path, step
 ):
-    # not from the `cycled` template: beside its extra members, `simulate(seed=11, deletes=7)`
-    # below failed on payment's unique transaction_id (not yet diagnosed)
+    # not from the `cycled` template: its new payment type shares the name SALES_RECEIPT, and
+    # `simulate` finds a payment type by name, so it wrote two payments for one transaction
     seeded(isolated)
     versioned(isolated)
     runs = tmp_path / "runs"
