@@ -92,8 +92,8 @@ class BuildPlan:
         the views: a view holds no rows, only its definition, which only a new project changes
         (a full build), and a view dropped or re-created outside a build changes the
         relations the cycle compares before it builds (`totes/build_record.py`), which then
-        builds everything. Re-creating 14 unchanged views took about half of a selective
-        build's model time (each is several statements: create, rename, comments, grants).
+        builds everything. Re-creating an unchanged view is several statements (create,
+        rename, comments, grants): 0.8–0.95 s per staging view in a measured build.
         Their tests still run: `--indirect-selection empty` keeps every test the graph
         selector reached (dbt's default, eager, also drops a test whose parent is excluded),
         and tests/dbt_warehouse/test_build_scope.py proves the two selections differ by
